@@ -1,0 +1,29 @@
+"""The interface the gateway writes audit records through."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from appliance.audit.records import AuditRecord
+
+__all__ = ["AuditSink", "MemoryAuditSink"]
+
+
+@runtime_checkable
+class AuditSink(Protocol):
+    async def append(self, record: AuditRecord) -> None:
+        """Return only once the record is durable; raise if it cannot be made so."""
+        ...
+
+
+class MemoryAuditSink:
+    """Keeps records in a list (tests); can be told to fail, to test fail-closed paths."""
+
+    def __init__(self) -> None:
+        self.records: list[AuditRecord] = []
+        self.fail = False
+
+    async def append(self, record: AuditRecord) -> None:
+        if self.fail:
+            raise OSError("audit sink unavailable")
+        self.records.append(record)

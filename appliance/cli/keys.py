@@ -1,0 +1,94 @@
+"""``appliance keys create|list|revoke``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from appliance.cli.common import ConfigOption, console, settings_from
+from appliance.db import create_db_engine
+from appliance.errors import InvalidRequest
+from appliance.gateway.services import utc_now
+from appliance.identity.apikeys import ApiKeyService
+from appliance.keys.deployment import deployment_secrets
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="API keys for services and people who cannot use OIDC.", no_args_is_help=True
+)
+
+
+def _service(config: ConfigOption) -> ApiKeyService:
+    settings = settings_from(config)
+    return ApiKeyService(
+        create_db_engine(settings.database_url), deployment_secrets(settings).api_key_pepper
+    )
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Option(help="What the key is for, e.g. 'ci-pipeline'")],
+    owner: Annotated[str, typer.Option(help="Person or service responsible for the key")],
+    role: Annotated[
+        list[str] | None, typer.Option("--role", help="Role (repeatable)", show_default=False)
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model", help="Allowed model glob (repeatable; default: all the roles allow)"
+        ),
+    ] = None,
+    expires_in_days: Annotated[
+        int | None, typer.Option(help="Expire after this many days (default: never)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a key and print it once. Only its keyed hash is stored."""
+    if expires_in_days is not None and expires_in_days < 1:
+        raise InvalidRequest("--expires-in-days must be at least 1")
+    now = utc_now()
+    created = _service(config).create(
+        name=name,
+        owner=owner,
+        roles=role or ["appliance-user"],
+        models=model or None,
+        now=now,
+        expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+    )
+    console.print(f"key id: {created.record.key_id}", highlight=False)
+    console.print("API key (shown once, store it now):", highlight=False)
+    console.print(created.secret, highlight=False, soft_wrap=True)
+
+
+@app.command("list")
+def list_keys(config: ConfigOption = None) -> None:
+    """List keys (never their secrets)."""
+    now = utc_now()
+    table = Table("key id", "name", "owner", "roles", "models", "created", "expires", "state")
+    for record in _service(config).list():
+        state = (
+            "revoked" if record.revoked_at else ("active" if record.is_active(now) else "expired")
+        )
+        table.add_row(
+            record.key_id,
+            record.name,
+            record.owner,
+            ",".join(record.roles),
+            ",".join(record.models) if record.models else "(by role)",
+            record.created_at.strftime("%Y-%m-%d %H:%M"),
+            record.expires_at.strftime("%Y-%m-%d") if record.expires_at else "never",
+            state,
+        )
+    console.print(table)
+
+
+@app.command("revoke")
+def revoke(key_id: str, config: ConfigOption = None) -> None:
+    """Revoke a key at once; requests with it get 401 from then on."""
+    if not _service(config).revoke(key_id, now=utc_now()):
+        raise InvalidRequest(f"no active key with id {key_id}")
+    console.print(f"revoked {key_id}")

@@ -1,0 +1,37 @@
+"""Entry point: assembles the command groups and turns errors into one line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from appliance.cli import config_cmd, db, engine, keys, models, serve, up
+from appliance.cli.common import err_console
+from appliance.errors import ApplianceError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="appliance",
+    help="Sovereign inference appliance: open models on your own hardware, "
+    "behind identity, audit and quotas.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("up")(up.up)
+app.command("serve")(serve.serve)
+app.add_typer(engine.app, name="engine")
+app.add_typer(models.app, name="models")
+app.add_typer(keys.app, name="keys")
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(db.app, name="db")
+
+
+def main() -> None:
+    try:
+        app()
+    except ApplianceError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        sys.exit(1)

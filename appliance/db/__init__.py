@@ -1,0 +1,17 @@
+"""Database engine, schema and migrations (SQLite embedded, PostgreSQL in production)."""
+
+from __future__ import annotations
+
+from appliance.db.engine import check_database, create_db_engine
+from appliance.db.migrate import current_revision, upgrade_database
+from appliance.db.tables import api_keys, audit_records, metadata
+
+__all__ = [
+    "api_keys",
+    "audit_records",
+    "check_database",
+    "create_db_engine",
+    "current_revision",
+    "metadata",
+    "upgrade_database",
+]

@@ -1,0 +1,121 @@
+"""From a typed launch spec to the argv and environment of vLLM's OpenAI server.
+
+Pure: the planner produces a :class:`LaunchSpec`, the supervisor runs it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from appliance.config import Settings
+
+__all__ = ["OFFLINE_ENV", "LaunchSpec", "cpu_thread_binding", "spec_from_settings"]
+
+# Every engine runs with these: no hub downloads, no usage reports, nothing leaves.
+OFFLINE_ENV: Mapping[str, str] = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def cpu_thread_binding(ranks: int, cpu_count: int) -> str:
+    """``VLLM_CPU_OMP_THREADS_BIND`` for ``ranks`` workers on one node: contiguous,
+    equal CPU ranges separated by ``|`` ("0|1" for two ranks on two cores).
+
+    vLLM's default ("auto") wants one NUMA node per rank, which small hosts lack.
+    """
+    if ranks < 1 or cpu_count < ranks:
+        raise ValueError(f"cannot bind {ranks} CPU ranks to {cpu_count} cores")
+    per_rank = cpu_count // ranks
+    parts = []
+    for rank in range(ranks):
+        first = rank * per_rank
+        last = first + per_rank - 1
+        parts.append(str(first) if first == last else f"{first}-{last}")
+    return "|".join(parts)
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    model_dir: Path
+    served_model_name: str
+    port: int
+    api_key: str
+    host: str = "127.0.0.1"
+    device: Literal["cpu", "gpu"] = "cpu"
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    data_parallel_size: int = 1
+    max_model_len: int = 2048
+    dtype: str = "auto"
+    kv_cache_gib: float = 1.0
+    gpu_memory_utilization: float = 0.9
+    python: str = field(default=sys.executable)
+    extra_args: tuple[str, ...] = ()
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def argv(self) -> list[str]:
+        # `python -m ...api_server` rather than the `vllm` script: the script fails under
+        # vllm-cpu (its metadata name is vllm-cpu, so version("vllm") raises).
+        argv = [
+            self.python, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(self.model_dir),
+            "--served-model-name", self.served_model_name,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--max-model-len", str(self.max_model_len),
+            "--dtype", self.dtype,
+            "--tensor-parallel-size", str(self.tensor_parallel_size),
+            "--pipeline-parallel-size", str(self.pipeline_parallel_size),
+        ]  # fmt: skip
+        if self.data_parallel_size > 1:
+            argv += ["--data-parallel-size", str(self.data_parallel_size)]
+        if self.device == "gpu":
+            argv += ["--gpu-memory-utilization", str(self.gpu_memory_utilization)]
+        argv += list(self.extra_args)
+        return argv
+
+    def environment(self, base: Mapping[str, str], *, cpu_count: int) -> dict[str, str]:
+        env = dict(base)
+        env.update(OFFLINE_ENV)
+        # The shared secret goes by environment, not argv, so `ps` does not show it.
+        env["VLLM_API_KEY"] = self.api_key
+        if self.device == "cpu":
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(self.kv_cache_gib)))
+            ranks = self.tensor_parallel_size * self.pipeline_parallel_size
+            if ranks > 1:
+                env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(ranks, cpu_count)
+                env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
+        env.update(self.extra_env)
+        return env
+
+
+def spec_from_settings(settings: Settings, api_key: str) -> LaunchSpec:
+    engine = settings.engine
+    return LaunchSpec(
+        model_dir=settings.engine_model_dir.resolve(),
+        served_model_name=engine.served_model_name,
+        host=engine.host,
+        port=engine.port,
+        api_key=api_key,
+        device=engine.device,
+        tensor_parallel_size=engine.tensor_parallel_size,
+        pipeline_parallel_size=engine.pipeline_parallel_size,
+        data_parallel_size=engine.data_parallel_size,
+        max_model_len=engine.max_model_len,
+        dtype=settings.engine_dtype,
+        kv_cache_gib=engine.kv_cache_gib,
+        gpu_memory_utilization=engine.gpu_memory_utilization,
+        extra_args=tuple(engine.extra_args),
+    )

@@ -1,0 +1,73 @@
+"""``create_app(settings)``: the gateway as a FastAPI application, no globals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from appliance import __version__
+from appliance.audit.sink import AuditSink
+from appliance.audit.store import SqlAuditStore
+from appliance.config import Settings
+from appliance.db.engine import create_db_engine
+from appliance.gateway.errors import install_error_handlers
+from appliance.gateway.middleware import RequestIdMiddleware
+from appliance.gateway.routes import health_router, openai_router
+from appliance.gateway.services import GatewayServices
+from appliance.gateway.upstream import Upstream
+from appliance.identity.apikeys import ApiKeyService
+from appliance.keys.deployment import DeploymentSecrets, deployment_secrets
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    secrets: DeploymentSecrets | None = None,
+    audit_sink: AuditSink | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the gateway. The database must already be migrated (``appliance db
+    upgrade``, which ``appliance up`` runs). ``audit_sink`` and ``upstream_transport``
+    let tests swap the edges."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = secrets or deployment_secrets(settings)
+        database = create_db_engine(settings.database_url)
+        upstream = Upstream(
+            {route.model: route.url for route in settings.effective_upstreams()},
+            api_key=resolved.engine_api_key,
+            connect_timeout_s=settings.gateway.connect_timeout_s,
+            read_timeout_s=settings.gateway.upstream_timeout_s,
+            transport=upstream_transport,
+        )
+        app.state.services = GatewayServices(
+            settings=settings,
+            database=database,
+            api_keys=ApiKeyService(database, resolved.api_key_pepper),
+            audit=audit_sink or SqlAuditStore(database),
+            upstream=upstream,
+        )
+        try:
+            yield
+        finally:
+            await upstream.aclose()
+            database.dispose()
+
+    app = FastAPI(
+        title="Sovereign inference appliance",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,  # no CDN-hosted Swagger UI: the appliance is air-gapped
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health_router)
+    app.include_router(openai_router)
+    return app

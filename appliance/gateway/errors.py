@@ -1,0 +1,113 @@
+"""One renderer for every error: OpenAI-shaped JSON, the right status, no internals.
+
+Requests to the API (``/v1/...``) refused before they were admitted get a denial
+record here, so every request, allowed or not, leaves an audit trace.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from appliance.audit.records import AuditEvent, Outcome
+from appliance.errors import (
+    ApplianceError,
+    AuditUnavailable,
+    AuthenticationFailed,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    RateLimited,
+)
+from appliance.gateway.auditing import audit_record, write_audit
+from appliance.gateway.context import request_context
+
+__all__ = ["error_response", "install_error_handlers"]
+
+logger = logging.getLogger("appliance.gateway")
+
+
+def error_response(error: ApplianceError) -> JSONResponse:
+    headers = {}
+    if isinstance(error, AuthenticationFailed):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after_s)
+    return JSONResponse(error.to_openai(), status_code=error.status_code, headers=headers)
+
+
+def _outcome(error: ApplianceError) -> Outcome:
+    if isinstance(error, AuthenticationFailed | PermissionDenied | RateLimited):
+        return Outcome.DENIED
+    return Outcome.INVALID
+
+
+async def _audit_refusal(request: Request, error: ApplianceError) -> ApplianceError:
+    """Record a refused API request; if that fails, the answer becomes 503."""
+    if not request.url.path.startswith("/v1/"):
+        return error
+    context = request_context(request)
+    if context.admitted:
+        return error  # the route already wrote this request's completion record
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        return error
+    record = audit_record(
+        services,
+        request,
+        context,
+        event=AuditEvent.DENIED,
+        status_code=error.status_code,
+        outcome=_outcome(error),
+        denial_reason=f"{error.code}: {error.message}"[:1000],
+    )
+    try:
+        await write_audit(services, record)
+    except AuditUnavailable as unavailable:
+        return unavailable
+    return error
+
+
+async def _appliance_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApplianceError)
+    return error_response(await _audit_refusal(request, exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    error: ApplianceError
+    if exc.status_code == 404:
+        error = ModelNotFound("no such route", code="not_found")
+    elif exc.status_code == 405:
+        error = InvalidRequest("method not allowed", code="method_not_allowed")
+        error.status_code = 405
+    else:
+        error = InvalidRequest(str(exc.detail), code="http_error")
+        error.status_code = exc.status_code
+    return error_response(await _audit_refusal(request, error))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    param = ".".join(str(part) for part in first.get("loc", ())) or None
+    error = InvalidRequest(f"invalid field {param}: {first.get('msg')}", param=param)
+    return error_response(await _audit_refusal(request, error))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    request_id = request.scope.get("request_id", "unknown")
+    logger.error("unhandled error in request %s", request_id, exc_info=exc)
+    error = ApplianceError(f"internal error (request id {request_id})")
+    return error_response(error)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApplianceError, _appliance_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,121 @@
+"""The admitted path of an OpenAI request: validate, authorize, record, forward."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
+
+from appliance.audit.records import AuditEvent, Outcome
+from appliance.errors import ApplianceError, ModelNotFound, PermissionDenied, UpstreamError
+from appliance.gateway.auditing import audit_record, write_audit
+from appliance.gateway.body import read_json_body
+from appliance.gateway.context import RequestContext
+from appliance.gateway.schemas import OpenAIRequest, audited_params, validate_request
+from appliance.gateway.services import GatewayServices
+from appliance.gateway.sse import Usage, usage_of
+from appliance.gateway.streaming import relay_stream
+from appliance.gateway.upstream import map_upstream_exceptions, upstream_status_error
+from appliance.identity.policy import is_model_allowed
+from appliance.identity.principal import Principal
+
+__all__ = ["proxy_openai"]
+
+
+def _with_usage_requested(payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Ask the engine for a usage chunk if the client did not; say whether we did."""
+    options = payload.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        return payload, False
+    forwarded = dict(payload)
+    forwarded["stream_options"] = {**(options or {}), "include_usage": True}
+    return forwarded, True
+
+
+async def proxy_openai(
+    request: Request,
+    *,
+    services: GatewayServices,
+    principal: Principal,
+    context: RequestContext,
+    schema: type[OpenAIRequest],
+    path: str,
+) -> Response:
+    settings = services.settings
+    payload = await read_json_body(request, max_bytes=settings.gateway.max_body_bytes)
+    parsed = validate_request(schema, payload)
+    context.model = parsed.model
+    context.params = audited_params(payload)
+
+    # Policy before existence: a caller learns nothing about models it may not use.
+    if not is_model_allowed(principal, parsed.model, settings.policy.role_models):
+        raise PermissionDenied(f"you are not allowed to use model {parsed.model!r}")
+    if not services.upstream.serves(parsed.model):
+        raise ModelNotFound(f"model {parsed.model!r} does not exist")
+
+    forwarded, strip_usage = _with_usage_requested(payload) if parsed.stream else (payload, False)
+    # Fail closed: without a durable request record, no engine sees the request.
+    await write_audit(
+        services,
+        audit_record(
+            services, request, context,
+            event=AuditEvent.REQUEST, status_code=0, outcome=Outcome.ACCEPTED,
+        ),
+    )  # fmt: skip
+    context.admitted = True
+
+    async def finish(outcome: Outcome, usage: Usage | None, status: int) -> None:
+        await write_audit(
+            services,
+            audit_record(
+                services, request, context,
+                event=AuditEvent.COMPLETION, status_code=status, outcome=outcome,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+            ),
+        )  # fmt: skip
+
+    try:
+        upstream = await services.upstream.open_stream(
+            parsed.model, path, forwarded, request_id=context.request_id
+        )
+    except ApplianceError as error:
+        await finish(Outcome.UPSTREAM_ERROR, None, error.status_code)
+        raise
+
+    if upstream.status_code != 200:
+        try:
+            with map_upstream_exceptions(parsed.model):
+                body = await upstream.aread()
+        finally:
+            await upstream.aclose()
+        error = upstream_status_error(parsed.model, upstream.status_code, body)
+        outcome = Outcome.INVALID if error.status_code < 500 else Outcome.UPSTREAM_ERROR
+        await finish(outcome, None, error.status_code)
+        raise error
+
+    media_type = upstream.headers.get("content-type", "application/json")
+    if not parsed.stream:
+        try:
+            with map_upstream_exceptions(parsed.model):
+                body = await upstream.aread()
+        except ApplianceError as error:
+            await finish(Outcome.UPSTREAM_ERROR, None, error.status_code)
+            raise
+        finally:
+            await upstream.aclose()
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            await finish(Outcome.UPSTREAM_ERROR, None, 502)
+            raise UpstreamError(f"the engine for {parsed.model} sent an unreadable answer")
+        await finish(Outcome.OK, usage_of(answer if isinstance(answer, dict) else None), 200)
+        return Response(content=body, status_code=200, media_type=media_type)
+
+    return StreamingResponse(
+        relay_stream(upstream, model=parsed.model, strip_usage_chunk=strip_usage, on_finish=finish),
+        media_type=media_type,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

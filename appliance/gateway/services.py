@@ -1,0 +1,30 @@
+"""The long-lived objects a gateway process holds, built in the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from appliance.audit.sink import AuditSink
+from appliance.config import Settings
+from appliance.gateway.upstream import Upstream
+from appliance.identity.apikeys import ApiKeyService
+
+__all__ = ["GatewayServices", "utc_now"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class GatewayServices:
+    settings: Settings
+    database: Engine
+    api_keys: ApiKeyService
+    audit: AuditSink
+    upstream: Upstream
+    clock: Callable[[], datetime] = utc_now

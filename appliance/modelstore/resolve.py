@@ -1,0 +1,25 @@
+"""Which model directory an engine serves, made ready and verified before start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from appliance.config import Settings
+from appliance.modelstore.devmodel import prepare_dev_model
+from appliance.modelstore.manifest import verify_manifest
+
+__all__ = ["ready_engine_model"]
+
+
+def ready_engine_model(
+    settings: Settings, *, progress: Callable[[str], None] = lambda _msg: None
+) -> Path:
+    """Prepare the dev model if it is the one configured, then verify the manifest.
+    Raises ManifestError: a model that fails its manifest is never served."""
+    directory = settings.engine_model_dir
+    if settings.engine.model_dir is None:
+        prepare_dev_model(directory, progress=progress)
+    progress(f"verifying {directory.name} against its sha256 manifest")
+    verify_manifest(directory, on_file=lambda name: progress(f"verifying {name}"))
+    return directory
