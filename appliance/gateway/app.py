@@ -14,7 +14,7 @@ from appliance.audit.store import SqlAuditStore
 from appliance.config import Settings
 from appliance.db.engine import create_db_engine
 from appliance.gateway.errors import install_error_handlers
-from appliance.gateway.middleware import RequestIdMiddleware
+from appliance.gateway.middleware import RequestIdMiddleware, UnexpectedErrorMiddleware
 from appliance.gateway.routes import health_router, openai_router
 from appliance.gateway.services import GatewayServices
 from appliance.gateway.upstream import Upstream
@@ -67,6 +67,8 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
+    # Added last = outermost: the request id wraps everything, including the 500s.
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
     app.include_router(openai_router)

@@ -6,8 +6,6 @@ record here, so every request, allowed or not, leaves an audit trace.
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,9 +25,6 @@ from appliance.gateway.auditing import audit_record, write_audit
 from appliance.gateway.context import request_context
 
 __all__ = ["error_response", "install_error_handlers"]
-
-logger = logging.getLogger("appliance.gateway")
-
 
 def error_response(error: ApplianceError) -> JSONResponse:
     headers = {}
@@ -99,15 +94,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(await _audit_refusal(request, error))
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    request_id = request.scope.get("request_id", "unknown")
-    logger.error("unhandled error in request %s", request_id, exc_info=exc)
-    error = ApplianceError(f"internal error (request id {request_id})")
-    return error_response(error)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApplianceError, _appliance_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,13 +1,17 @@
-"""ASGI middleware: a request id on every request and response."""
+"""ASGI middleware: a request id on every request and response; a generic 500."""
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware"]
+__all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware", "UnexpectedErrorMiddleware"]
+
+logger = logging.getLogger("appliance.gateway")
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -39,3 +43,53 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class UnexpectedErrorMiddleware:
+    """Last line of defence: an exception nobody mapped becomes a generic 500 carrying
+    the request id. Sits inside RequestIdMiddleware so the response has the header too
+    (Starlette's own ServerErrorMiddleware sits outside all user middleware)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            request_id = scope.get("request_id", "unknown")
+            logger.exception("unhandled error in request %s", request_id)
+            if started:
+                return  # mid-response: all we can do is end it; the server closes it
+            body = json.dumps(
+                {
+                    "error": {
+                        "message": f"internal error (request id {request_id})",
+                        "type": "server_error",
+                        "param": None,
+                        "code": "internal_error",
+                    }
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})

@@ -91,10 +91,10 @@ async def proxy_openai(
                 body = await upstream.aread()
         finally:
             await upstream.aclose()
-        error = upstream_status_error(parsed.model, upstream.status_code, body)
-        outcome = Outcome.INVALID if error.status_code < 500 else Outcome.UPSTREAM_ERROR
-        await finish(outcome, None, error.status_code)
-        raise error
+        refused = upstream_status_error(parsed.model, upstream.status_code, body)
+        outcome = Outcome.INVALID if refused.status_code < 500 else Outcome.UPSTREAM_ERROR
+        await finish(outcome, None, refused.status_code)
+        raise refused
 
     media_type = upstream.headers.get("content-type", "application/json")
     if not parsed.stream:
@@ -108,9 +108,9 @@ async def proxy_openai(
             await upstream.aclose()
         try:
             answer = json.loads(body)
-        except ValueError:
+        except ValueError as exc:
             await finish(Outcome.UPSTREAM_ERROR, None, 502)
-            raise UpstreamError(f"the engine for {parsed.model} sent an unreadable answer")
+            raise UpstreamError(f"the engine for {parsed.model} sent an unreadable answer") from exc
         await finish(Outcome.OK, usage_of(answer if isinstance(answer, dict) else None), 200)
         return Response(content=body, status_code=200, media_type=media_type)
 

@@ -57,8 +57,8 @@ def _convert(gguf: Path, out_dir: Path) -> None:
     config = loaded.config
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
-    config.torch_dtype = torch.float32
-    fresh = LlamaForCausalLM(config)
+    config.dtype = torch.float32
+    fresh = LlamaForCausalLM(config)  # type: ignore[no-untyped-call]
     fresh.load_state_dict(loaded.state_dict(), strict=False)
     fresh.generation_config = loaded.generation_config
     fresh.save_pretrained(out_dir, safe_serialization=True)

@@ -1,0 +1,89 @@
+"""A gateway in front of the fake vLLM server, with a real SQLite audit store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from appliance.audit.store import SqlAuditStore
+from appliance.config import Settings
+from appliance.db import create_db_engine, upgrade_database
+from appliance.gateway import create_app
+from appliance.gateway.services import utc_now
+from appliance.identity.apikeys import ApiKeyService
+from appliance.keys.deployment import DeploymentSecrets
+from tests.support.fake_vllm import SECRET, FakeState, create_fake_vllm
+from tests.support.servers import ServerThread, free_port
+
+FAKE_MODELS = [
+    "fake-model", "fake-slow", "fake-die", "fake-500", "fake-400", "fake-hang", "fake-garbage",
+]  # fmt: skip
+PEPPER = "test-pepper"
+
+
+@dataclass
+class GatewayHarness:
+    settings: Settings
+    secrets: DeploymentSecrets
+    fake: FakeState
+    keys: ApiKeyService
+    store: SqlAuditStore
+    user_key: str
+
+    def key(self, *, roles: list[str] | None = None, models: list[str] | None = None) -> str:
+        return self.keys.create(
+            name="test", owner="tester", roles=roles or ["appliance-user"], models=models,
+            now=utc_now(),
+        ).secret  # fmt: skip
+
+    def records(self, request_id: str) -> list:  # type: ignore[type-arg]
+        return self.store.by_request(request_id)
+
+
+@pytest.fixture(scope="session")
+def fake_vllm() -> Iterator[tuple[str, FakeState]]:
+    state = FakeState()
+    with ServerThread(create_fake_vllm(state)) as server:
+        yield server.url, state
+
+
+def make_settings(tmp_path: Path, upstream_url: str, **gateway: object) -> Settings:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    upstreams = [{"model": name, "url": upstream_url} for name in FAKE_MODELS]
+    upstreams.append({"model": "fake-absent", "url": dead})
+    return Settings(
+        data_dir=tmp_path / "data",
+        database={"url": f"sqlite:///{tmp_path / 'gateway.db'}"},
+        engine={"enabled": False},
+        gateway={"upstreams": upstreams, "upstream_timeout_s": 1.0, **gateway},
+    )
+
+
+@pytest.fixture
+def harness(tmp_path: Path, fake_vllm: tuple[str, FakeState]) -> GatewayHarness:
+    url, state = fake_vllm
+    settings = make_settings(tmp_path, url, max_body_bytes=4096)
+    database = create_db_engine(settings.database_url)
+    upgrade_database(database)
+    keys = ApiKeyService(database, PEPPER)
+    harness = GatewayHarness(
+        settings=settings,
+        secrets=DeploymentSecrets(engine_api_key=SECRET, api_key_pepper=PEPPER),
+        fake=state,
+        keys=keys,
+        store=SqlAuditStore(database),
+        user_key="",
+    )
+    harness.user_key = harness.key()
+    return harness
+
+
+@pytest.fixture
+def client(harness: GatewayHarness) -> Iterator[TestClient]:
+    app = create_app(harness.settings, secrets=harness.secrets)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client

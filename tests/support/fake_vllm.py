@@ -1,0 +1,148 @@
+"""A fake vLLM OpenAI server for fast gateway tests.
+
+The model name picks the behaviour, so one server covers every edge case:
+``fake-model`` answers normally, ``fake-slow`` streams slowly (and notes when its
+stream is cancelled), ``fake-die`` breaks the connection mid-stream, ``fake-500`` and
+``fake-400`` answer with errors, ``fake-hang`` never answers in time, ``fake-garbage``
+answers 200 with a body that is not JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+SECRET = "engine-shared-secret"
+TOKENS = ["The", " capital", " of", " France", " is", " Paris", "."]
+PROMPT_TOKENS = 11
+
+
+@dataclass
+class FakeState:
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    sent: list[bytes] = field(default_factory=list)  # exact bytes of each answer
+    slow_started: int = 0
+    slow_cancelled: int = 0
+    slow_finished: int = 0
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def _usage(model: str, completion: int) -> bytes:
+    body = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [],
+        "usage": {
+            "prompt_tokens": PROMPT_TOKENS,
+            "completion_tokens": completion,
+            "total_tokens": PROMPT_TOKENS + completion,
+        },
+    }
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def create_fake_vllm(state: FakeState) -> Starlette:
+    async def completions(request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {SECRET}":
+            return JSONResponse({"error": {"message": "Unauthorized"}}, status_code=401)
+        payload = await request.json()
+        state.requests.append(payload)
+        state.headers.append(dict(request.headers))
+        model = payload["model"]
+        if model == "fake-500":
+            return JSONResponse({"error": {"message": "CUDA out of memory at 0x7f"}}, 500)
+        if model == "fake-400":
+            message = "This model's maximum context length is 2048 tokens."
+            return JSONResponse(
+                {"error": {"message": message, "type": "BadRequestError", "code": 400}}, 400
+            )
+        if model == "fake-hang":
+            await asyncio.sleep(30)
+        if model == "fake-garbage":
+            return Response(b"<html>oops</html>", media_type="application/json")
+        if not payload.get("stream"):
+            body = json.dumps(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(TOKENS)},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": PROMPT_TOKENS,
+                        "completion_tokens": len(TOKENS),
+                        "total_tokens": PROMPT_TOKENS + len(TOKENS),
+                    },
+                }
+            ).encode()
+            state.sent.append(body)
+            return Response(body, media_type="application/json")
+
+        include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        sent = bytearray()
+        state.sent.append(b"")
+
+        async def stream():  # type: ignore[no-untyped-def]
+            def note(part: bytes) -> bytes:
+                sent.extend(part)
+                state.sent[-1] = bytes(sent)
+                return part
+
+            if model == "fake-slow":
+                state.slow_started += 1
+                try:
+                    for _ in range(600):
+                        yield note(_chunk(model, {"content": " tick"}))
+                        await asyncio.sleep(0.05)
+                    state.slow_finished += 1
+                except BaseException:
+                    state.slow_cancelled += 1
+                    raise
+                return
+            yield note(_chunk(model, {"role": "assistant", "content": ""}))
+            for index, token in enumerate(TOKENS):
+                if model == "fake-die" and index == 2:
+                    raise RuntimeError("engine died")  # uvicorn drops the connection
+                yield note(_chunk(model, {"content": token}))
+            yield note(_chunk(model, {}, finish="stop"))
+            if include_usage:
+                yield note(_usage(model, len(TOKENS)))
+            yield note(b"data: [DONE]\n\n")
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def health(_request: Request) -> Response:
+        return Response(status_code=200)
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/health", health),
+        ]
+    )
