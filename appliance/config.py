@@ -172,18 +172,18 @@ class Settings(BaseSettings):
 
 
 def _format_error(error: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
+    problems = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(root)"
-        lines.append(f"  {key}: {item['msg']}")
-    return "\n".join(lines)
+        problems.append(f"{key}: {item['msg']}")
+    return f"invalid configuration ({source}): " + "; ".join(problems)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Read the YAML file (if any) and the environment; raise ConfigurationError."""
     path = config_file
     if path is None:
-        from_env = os.environ.get(CONFIG_FILE_ENV)
+        from_env = os.environ.get(CONFIG_FILE_ENV) or None
         path = Path(from_env) if from_env else DEFAULT_CONFIG_FILE
         explicit = from_env is not None
     else:

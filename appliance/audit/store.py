@@ -15,9 +15,12 @@ __all__ = ["SqlAuditStore"]
 
 
 def _row_values(record: AuditRecord) -> dict[str, Any]:
+    if record.recorded_at.tzinfo is None:
+        raise ValueError("audit record time must be timezone-aware")
     return {
         "record_id": record.record_id,
-        "recorded_at": record.recorded_at,
+        # UTC on the way in: SQLite keeps no offset, so any other zone would shift.
+        "recorded_at": record.recorded_at.astimezone(UTC),
         "event": record.event.value,
         "request_id": record.request_id,
         "subject": record.subject,
@@ -42,6 +45,8 @@ def _from_row(mapping: Any) -> AuditRecord:
     recorded_at = mapping["recorded_at"]
     if recorded_at.tzinfo is None:  # SQLite drops the zone; we only store UTC
         recorded_at = recorded_at.replace(tzinfo=UTC)
+    else:  # PostgreSQL answers in the session's zone: same instant, shown as UTC
+        recorded_at = recorded_at.astimezone(UTC)
     return AuditRecord(
         record_id=mapping["record_id"],
         recorded_at=recorded_at,

@@ -74,5 +74,5 @@ def command(config: ConfigOption = None) -> None:
     env = spec.environment({}, cpu_count=1)
     env["VLLM_API_KEY"] = "<shared secret>"
     for key, value in sorted(env.items()):
-        console.print(f"{key}={shlex.quote(value)}", highlight=False)
-    console.print(shlex.join(spec.argv()), highlight=False, soft_wrap=True)
+        typer.echo(f"{key}={shlex.quote(value)}")
+    typer.echo(shlex.join(spec.argv()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Annotated
 
@@ -22,11 +24,14 @@ app = typer.Typer(
 )
 
 
-def _service(config: ConfigOption) -> ApiKeyService:
+@contextmanager
+def _service(config: ConfigOption) -> Iterator[ApiKeyService]:
     settings = settings_from(config)
-    return ApiKeyService(
-        create_db_engine(settings.database_url), deployment_secrets(settings).api_key_pepper
-    )
+    database = create_db_engine(settings.database_url)
+    try:
+        yield ApiKeyService(database, deployment_secrets(settings).api_key_pepper)
+    finally:
+        database.dispose()
 
 
 @app.command("create")
@@ -51,25 +56,31 @@ def create(
     if expires_in_days is not None and expires_in_days < 1:
         raise InvalidRequest("--expires-in-days must be at least 1")
     now = utc_now()
-    created = _service(config).create(
-        name=name,
-        owner=owner,
-        roles=role or ["appliance-user"],
-        models=model or None,
-        now=now,
-        expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
-    )
+    with _service(config) as service:
+        created = service.create(
+            name=name,
+            owner=owner,
+            roles=role or ["appliance-user"],
+            models=model or None,
+            now=now,
+            expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+        )
     console.print(f"key id: {created.record.key_id}", highlight=False)
     console.print("API key (shown once, store it now):", highlight=False)
-    console.print(created.secret, highlight=False, soft_wrap=True)
+    typer.echo(created.secret)
 
 
 @app.command("list")
 def list_keys(config: ConfigOption = None) -> None:
     """List keys (never their secrets)."""
     now = utc_now()
-    table = Table("key id", "name", "owner", "roles", "models", "created", "expires", "state")
-    for record in _service(config).list():
+    table = Table()
+    table.add_column("key id", no_wrap=True, min_width=12)  # copied into `keys revoke`
+    for heading in ("name", "owner", "roles", "models", "created", "expires", "state"):
+        table.add_column(heading)
+    with _service(config) as service:
+        records = service.list()
+    for record in records:
         state = (
             "revoked" if record.revoked_at else ("active" if record.is_active(now) else "expired")
         )
@@ -89,6 +100,8 @@ def list_keys(config: ConfigOption = None) -> None:
 @app.command("revoke")
 def revoke(key_id: str, config: ConfigOption = None) -> None:
     """Revoke a key at once; requests with it get 401 from then on."""
-    if not _service(config).revoke(key_id, now=utc_now()):
+    with _service(config) as service:
+        revoked = service.revoke(key_id, now=utc_now())
+    if not revoked:
         raise InvalidRequest(f"no active key with id {key_id}")
     console.print(f"revoked {key_id}")

@@ -33,5 +33,7 @@ def main() -> None:
     try:
         app()
     except ApplianceError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        # One line, never wrapped, and the message is data, not Rich markup.
+        err_console.print("error:", style="red", end=" ", soft_wrap=True)
+        err_console.print(exc.message, markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -146,7 +146,8 @@ class EngineSupervisor:
         healthy = wait_healthy(
             self.spec.url,
             timeout_s=self.startup_timeout_s,
-            is_alive=self.is_running,
+            # A stop() during a (re)start ends the wait at once.
+            is_alive=lambda: self.is_running() and not self._stopping.is_set(),
             on_wait=on_wait,
         )
         if healthy:
@@ -154,6 +155,8 @@ class EngineSupervisor:
         process = self._process
         code = process.poll() if process else None
         self._terminate()
+        if self._stopping.is_set():
+            raise EngineStartError(f"engine {self.spec.served_model_name} stopped while starting")
         time.sleep(0.2)  # let the log pump drain the last lines
         detail = _relevant_error(self.log_tail())
         if code is None:
@@ -187,6 +190,8 @@ class EngineSupervisor:
             self._on_event(
                 f"engine exited with code {process.returncode}; restarting in {backoff:.0f}s"
             )
+            with self._lock:
+                self._terminate()  # leftover workers of the crashed engine
             if self._stopping.wait(backoff):
                 return
             self.restarts += 1
@@ -202,20 +207,24 @@ class EngineSupervisor:
                 self._on_event(str(exc))
 
     def _terminate(self, grace_s: float = 20.0) -> None:
+        """Stop the engine and everything in its process group. The group is killed
+        even when the main process already exited: vLLM's workers may outlive it and
+        would keep holding memory (GPU memory, on a GPU host)."""
         process = self._process
-        if process is None or process.poll() is not None:
+        if process is None:
             return
+        group = process.pid  # start_new_session: the group id is the leader's pid
+        if process.poll() is None:
+            try:
+                os.killpg(group, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
         try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-        # The engine's own workers live in the same group; make sure none is left.
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(group, signal.SIGKILL)
         except ProcessLookupError:
             pass
         process.wait()

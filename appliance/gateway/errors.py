@@ -26,6 +26,7 @@ from appliance.gateway.context import request_context
 
 __all__ = ["error_response", "install_error_handlers"]
 
+
 def error_response(error: ApplianceError) -> JSONResponse:
     headers = {}
     if isinstance(error, AuthenticationFailed):

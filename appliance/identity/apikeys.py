@@ -6,8 +6,8 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select, update
 
@@ -68,17 +68,27 @@ class ApiKeyRecord:
 
 @dataclass(frozen=True)
 class NewApiKey:
-    secret: str  # shown once, never stored
+    secret: str = field(repr=False)  # shown once, never stored
     record: ApiKeyRecord
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes; every time we store is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    from datetime import UTC
+def _to_utc(value: datetime | None) -> datetime | None:
+    """Times are stored in UTC: SQLite keeps no offset, so anything else would shift."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware (UTC) time")
+    return value.astimezone(UTC)
 
-    return value.replace(tzinfo=UTC)
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes (stored as UTC); PostgreSQL returns the session's
+    # time zone. Either way, hand back UTC.
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _record(row: object) -> ApiKeyRecord:
@@ -119,8 +129,8 @@ class ApiKeyService:
             owner=owner,
             roles=tuple(roles),
             models=None if models is None else tuple(models),
-            created_at=now,
-            expires_at=expires_at,
+            created_at=_to_utc(now),  # type: ignore[arg-type]
+            expires_at=_to_utc(expires_at),
             revoked_at=None,
         )
         with self._engine.begin() as connection:
@@ -152,7 +162,7 @@ class ApiKeyService:
             result = connection.execute(
                 update(api_keys)
                 .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=now)
+                .values(revoked_at=_to_utc(now))
             )
             return bool(result.rowcount)
 

@@ -33,6 +33,9 @@ def sha256_file(path: Path) -> str:
 
 
 def format_manifest(entries: Mapping[str, str]) -> str:
+    for name in entries:
+        if len(name.splitlines()) != 1:
+            raise ManifestError(f"file name {name!r} contains a line break; rename it")
     return "".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items()))
 
 
