@@ -21,8 +21,10 @@ if [ "$ENGINE_EXTRA" = "cpu" ]; then
     # machine has the wheel; otherwise from PyTorch's own CPU index (never PyPI's
     # CUDA build, which is several GB).
     step "torch 2.13.0+cpu"
-    if ! "${PIP[@]}" install --no-index 'torch==2.13.0+cpu' 2>/dev/null; then
-        "${PIP[@]}" install --index-url "$TORCH_CPU_INDEX" 'torch==2.13.0+cpu'
+    if "${PIP[@]}" install --dry-run --no-deps --no-index 'torch==2.13.0+cpu' >/dev/null 2>&1; then
+        "${PIP[@]}" install 'torch==2.13.0+cpu'
+    else
+        "${PIP[@]}" install --extra-index-url "$TORCH_CPU_INDEX" 'torch==2.13.0+cpu'
     fi
 fi
 
