@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -114,7 +115,20 @@ class EngineSupervisor:
         return list(self._tail)
 
     # -- lifecycle -------------------------------------------------------------------
+    def _port_taken(self) -> bool:
+        # Something else answering on the engine's port would pass our health check.
+        try:
+            with socket.create_connection((self.spec.host, self.spec.port), timeout=1.0):
+                return True
+        except OSError:
+            return False
+
     def _spawn(self) -> None:
+        if self._port_taken():
+            raise EngineStartError(
+                f"port {self.spec.port} on {self.spec.host} is already in use; stop what "
+                "listens there or set engine.port"
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._tail.clear()
         env = self.spec.environment(self._base_env, cpu_count=os.cpu_count() or 1)

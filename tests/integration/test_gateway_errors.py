@@ -10,16 +10,7 @@ from fastapi.testclient import TestClient
 from appliance.audit.records import AuditEvent, Outcome
 from appliance.gateway.services import utc_now
 from tests.integration.conftest import GatewayHarness
-
-CHAT = "/v1/chat/completions"
-
-
-def chat_body(model: str = "fake-model", **extra: object) -> dict[str, object]:
-    return {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+from tests.support.requests import CHAT, auth, chat_body
 
 
 def assert_openai_error(response, status: int, code: str) -> dict[str, object]:  # type: ignore[no-untyped-def]

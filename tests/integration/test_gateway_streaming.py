@@ -6,17 +6,8 @@ import httpx
 
 from appliance.audit.records import AuditEvent, Outcome
 from appliance.gateway import create_app
+from tests.support.requests import CHAT, auth, chat_body
 from tests.support.servers import ServerThread
-
-CHAT = "/v1/chat/completions"
-
-
-def chat_body(model: str = "fake-model", **extra: object) -> dict[str, object]:
-    return {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def test_non_streaming_answer_is_passed_through_byte_for_byte(client, harness) -> None:

@@ -308,3 +308,20 @@ def test_wait_healthy_is_false_after_the_timeout() -> None:
     waits: list[float] = []
     assert wait_healthy(url, timeout_s=0.2, on_wait=waits.append, interval_s=0.05) is False
     assert waits
+
+
+def test_a_taken_port_is_refused_before_spawning(tmp_path) -> None:
+    import socket as socket_module
+
+    from appliance.engine import EngineSupervisor, LaunchSpec
+    from appliance.errors import EngineStartError
+
+    with socket_module.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        spec = LaunchSpec(model_dir=tmp_path, served_model_name="m", port=port, api_key="k")
+        supervisor = EngineSupervisor(spec, log_path=tmp_path / "engine.log")
+        with pytest.raises(EngineStartError, match="already in use"):
+            supervisor.start()
+        assert supervisor.pid is None
