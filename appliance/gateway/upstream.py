@@ -26,10 +26,11 @@ __all__ = ["Upstream", "map_upstream_exceptions", "upstream_status_error"]
 def map_upstream_exceptions(model: str) -> Iterator[None]:
     try:
         yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        # Checked before TimeoutException: a connect timeout means no reachable engine.
+        raise EngineUnavailable(f"no engine for {model} is reachable") from exc
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout(f"the engine for {model} did not answer in time") from exc
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        raise EngineUnavailable(f"no engine for {model} is reachable") from exc
     except httpx.HTTPError as exc:
         raise UpstreamError(f"the engine for {model} failed") from exc
 
