@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from appliance.cli import config_cmd, db, engine, keys, models, serve, up
+from appliance.cli import config_cmd, db, engine, keys, models, plan, serve, up
 from appliance.cli.common import err_console
 from appliance.errors import ApplianceError
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.command("up")(up.up)
 app.command("serve")(serve.serve)
+app.command("plan")(plan.plan)
 app.add_typer(engine.app, name="engine")
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")

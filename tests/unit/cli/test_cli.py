@@ -90,7 +90,7 @@ def test_help_lists_commands(runner: CliRunner) -> None:
     assert result.exit_code == 0
     # Rows of the "Commands" panel: "│ name   description"; options start with "--".
     listed = set(re.findall(r"^\W? ([a-z][\w-]*)\s{2,}\S", result.output, flags=re.MULTILINE))
-    assert listed == {"up", "serve", "engine", "models", "keys", "config", "db"}
+    assert listed == {"up", "serve", "plan", "engine", "models", "keys", "config", "db"}
 
 
 def test_no_arguments_shows_help(runner: CliRunner) -> None:

@@ -1,0 +1,159 @@
+"""``appliance plan``: will this model fit this hardware, and exactly how to run it."""
+
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from appliance.cli.common import console, err_console
+from appliance.errors import ConfigurationError
+from appliance.planner import (
+    HEAD_ADDRESS_PLACEHOLDER,
+    GpuType,
+    Layout,
+    ModelProfile,
+    PlanRefused,
+    PlanRequest,
+    find_profile,
+    gpu_type,
+    make_plan,
+    render_ansible_vars,
+    render_helm_values,
+    render_json,
+    render_table,
+)
+from appliance.planner.report import refusal_to_dict
+
+__all__ = ["Format", "GoalChoice", "KvDtypeChoice", "plan"]
+
+REFUSED_EXIT_CODE = 2
+
+
+class Format(enum.StrEnum):
+    table = "table"
+    json = "json"
+    helm_values = "helm-values"
+    ansible_vars = "ansible-vars"
+
+
+class GoalChoice(enum.StrEnum):
+    latency = "latency"
+    throughput = "throughput"
+
+
+class KvDtypeChoice(enum.StrEnum):
+    auto = "auto"
+    fp8 = "fp8"
+
+
+def plan(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model profile (models list)")],
+    gpu: Annotated[
+        str, typer.Option("--gpu", help="GPU type: h100 h200 h20 h800 a100 l40s b200 mi300x cpu")
+    ],
+    gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", min=1)] = 8,
+    nodes: Annotated[int, typer.Option("--nodes", min=1)] = 1,
+    goal: Annotated[GoalChoice, typer.Option("--goal")] = GoalChoice.latency,
+    max_model_len: Annotated[
+        int | None,
+        typer.Option("--max-model-len", min=16, help="Context length (default: the model's)"),
+    ] = None,
+    kv_cache_dtype: Annotated[KvDtypeChoice, typer.Option("--kv-cache-dtype")] = (
+        KvDtypeChoice.auto
+    ),
+    gpu_memory_utilization: Annotated[
+        float, typer.Option("--gpu-memory-utilization", min=0.05, max=1.0)
+    ] = 0.9,
+    master_addr: Annotated[
+        str, typer.Option("--master-addr", help="Head node's private IP (multi-node)")
+    ] = HEAD_ADDRESS_PLACEHOLDER,
+    memory_mib: Annotated[
+        int | None,
+        typer.Option("--memory-mib", min=1, help="Override the memory per GPU (MIG, CPU ranks)"),
+    ] = None,
+    model_path: Annotated[
+        str | None,
+        typer.Option("--model-path", help="Model directory on the nodes (default /models/NAME)"),
+    ] = None,
+    output_format: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout")
+    ] = None,
+    profiles_dir: Annotated[
+        Path | None, typer.Option("--profiles-dir", help="Model profiles (default: models/)")
+    ] = None,
+    tp: Annotated[int | None, typer.Option("--tp", min=1, help="Force a TP size")] = None,
+    pp: Annotated[int | None, typer.Option("--pp", min=1, help="Force a PP size")] = None,
+    dp: Annotated[int | None, typer.Option("--dp", min=1, help="Force a DP size")] = None,
+    ep: Annotated[
+        bool | None, typer.Option("--ep/--no-ep", help="Force expert parallelism on/off")
+    ] = None,
+) -> None:
+    """Plan a model on GPUs: layout, memory per GPU, KV cache, concurrency, commands."""
+    profile = find_profile(model, profiles_dir)
+    try:
+        device = gpu_type(gpu)
+        layout = _forced_layout(profile, device, gpus_per_node * nodes, tp, pp, dp, ep)
+        request = PlanRequest(
+            model=profile.name,
+            gpu=device.key,
+            gpus_per_node=gpus_per_node,
+            nodes=nodes,
+            goal=goal.value,
+            max_model_len=max_model_len,
+            kv_cache_dtype=kv_cache_dtype.value,
+            gpu_memory_utilization=gpu_memory_utilization,
+            master_addr=master_addr,
+            memory_mib=memory_mib,
+            layout=layout,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    path = model_path or f"/models/{profile.name}"
+    try:
+        result = make_plan(profile, device, request)
+    except PlanRefused as refusal:
+        if output_format is Format.json:
+            _emit(json.dumps(refusal_to_dict(refusal), indent=2) + "\n", output)
+        err_console.print("does not fit:", style="red", end=" ", soft_wrap=True)
+        err_console.print(refusal.reason, markup=False, highlight=False, soft_wrap=True)
+        for suggestion in refusal.suggestions:
+            err_console.print(f"  would fit: {suggestion}", markup=False, highlight=False)
+        raise typer.Exit(REFUSED_EXIT_CODE) from None
+    if output_format is Format.table:
+        if output is not None:
+            raise ConfigurationError("--output needs --format json, helm-values or ansible-vars")
+        console.print(render_table(result, path))
+        return
+    renderers = {
+        Format.json: lambda: render_json(result),
+        Format.helm_values: lambda: render_helm_values(result, path),
+        Format.ansible_vars: lambda: render_ansible_vars(result, path),
+    }
+    _emit(renderers[output_format](), output)
+
+
+def _forced_layout(
+    profile: ModelProfile, device: GpuType, total: int,
+    tp: int | None, pp: int | None, dp: int | None, ep: bool | None,
+) -> Layout | None:  # fmt: skip
+    """The admin's layout when any of --tp/--pp/--dp/--ep is given; DP fills the rest."""
+    if tp is None and pp is None and dp is None and ep is None:
+        return None
+    tp, pp = tp or 1, pp or 1
+    dp = dp or max(1, total // (tp * pp))
+    if ep is None:
+        ep = profile.is_moe and device.device == "gpu" and (tp > 1 or dp > 1) and pp == 1
+    return Layout(tp=tp, pp=pp, dp=dp, ep=ep)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    err_console.print(f"wrote {output}", highlight=False)

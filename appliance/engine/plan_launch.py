@@ -1,0 +1,91 @@
+"""From a planner :class:`~appliance.planner.Plan` to the :class:`LaunchSpec` one node
+runs: the head serves the OpenAI API, workers run headless.
+
+Pure apart from :func:`read_plan`, which reads a plan file written by
+``appliance plan --format json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.engine.launch import LaunchSpec
+from appliance.errors import ConfigurationError
+from appliance.planner import HEAD_ADDRESS_PLACEHOLDER, Plan, plan_from_dict
+from appliance.planner.commands import Role
+
+__all__ = ["HeadlessLaunchSpec", "launch_spec_from_plan", "read_plan"]
+
+_API_SERVER = "vllm.entrypoints.openai.api_server"
+# `--headless` exists only in the `vllm serve` CLI, not in the API server module.
+_SERVE_CLI = ("vllm.entrypoints.cli.main", "serve")
+
+
+@dataclass(frozen=True)
+class HeadlessLaunchSpec(LaunchSpec):
+    """A worker node: ``python -m vllm.entrypoints.cli.main serve ... --headless``. It
+    serves no HTTP, so nothing polls its health; the head reports the group's."""
+
+    def argv(self) -> list[str]:
+        argv = super().argv()
+        index = argv.index(_API_SERVER)
+        return [*argv[:index], *_SERVE_CLI, *argv[index + 1 :]]
+
+
+def read_plan(path: Path) -> Plan:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read plan {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"plan {path} is not JSON: {exc.msg}") from exc
+    if isinstance(data, dict) and data.get("fits") is False:
+        raise ConfigurationError(f"plan {path} is a refusal: {data.get('reason', '')}")
+    return plan_from_dict(data)
+
+
+def launch_spec_from_plan(
+    plan: Plan,
+    *,
+    role: Role,
+    model_dir: Path,
+    api_key: str,
+    port: int,
+    host: str = "127.0.0.1",
+    node_rank: int | None = None,
+    master_addr: str | None = None,
+    python: str = sys.executable,
+) -> LaunchSpec:
+    """The spec for one node of ``plan``. ``master_addr`` replaces the head address the
+    plan was made with; a plan still holding the placeholder is refused for
+    multi-node use."""
+    command = plan.command(role, node_rank)
+    extra = list(command.extra_args)
+    if master_addr is not None:
+        extra = [master_addr if arg == plan.request.master_addr else arg for arg in extra]
+    if HEAD_ADDRESS_PLACEHOLDER in extra:
+        raise ConfigurationError(
+            "the plan has no head node address: pass --master-addr (the head's private IP)"
+        )
+    spec_type = HeadlessLaunchSpec if "--headless" in extra else LaunchSpec
+    return spec_type(
+        model_dir=model_dir,
+        served_model_name=plan.served_model_name,
+        port=port,
+        api_key=api_key,
+        host=host,
+        device=plan.device,
+        tensor_parallel_size=plan.layout.tp,
+        pipeline_parallel_size=plan.layout.pp,
+        data_parallel_size=plan.layout.dp,
+        max_model_len=plan.max_model_len,
+        dtype=plan.dtype,
+        kv_cache_gib=float(plan.cpu_kv_cache_gib or 1),
+        gpu_memory_utilization=plan.gpu_memory_utilization,
+        python=python,
+        extra_args=tuple(extra),
+        extra_env=dict(command.env),
+    )

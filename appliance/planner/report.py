@@ -1,0 +1,214 @@
+"""Plans as text: a readable table, JSON (which ``engine args --plan`` reads back),
+Helm values and Ansible variables. Formatting only; no I/O."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+from rich.console import Group, RenderableType
+from rich.table import Table
+
+from appliance.errors import ConfigurationError
+from appliance.planner.capacity import Plan, PlanRefused
+from appliance.planner.commands import NodeCommand, core_args
+from appliance.planner.memory import GIB
+
+__all__ = [
+    "PLAN_SCHEMA",
+    "plan_from_dict",
+    "plan_to_dict",
+    "refusal_to_dict",
+    "render_ansible_vars",
+    "render_helm_values",
+    "render_json",
+    "render_table",
+    "serve_args",
+    "serve_command",
+]
+
+PLAN_SCHEMA = "appliance.plan/v1"
+_PLAN_ADAPTER: TypeAdapter[Plan] = TypeAdapter(Plan)
+_STARTUP_PROBE_BUDGET_S = {True: 2700, False: 600}  # 45 min for a 671B model (llm-d)
+
+
+def serve_args(plan: Plan, command: NodeCommand) -> list[str]:
+    """All ``vllm serve`` flags of one node: the core ones, then the role's own."""
+    utilization = plan.gpu_memory_utilization if plan.device == "gpu" else None
+    core = core_args(
+        plan.layout,
+        max_model_len=plan.max_model_len,
+        dtype=plan.dtype,
+        gpu_memory_utilization=utilization,
+    )
+    return ["--served-model-name", plan.served_model_name, *core, *command.extra_args]
+
+
+def serve_command(plan: Plan, command: NodeCommand, model_path: str) -> str:
+    return shlex.join(["vllm", "serve", model_path, *serve_args(plan, command)])
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    data: dict[str, Any] = {"schema": PLAN_SCHEMA, **asdict(plan)}
+    data["commands"] = [{**asdict(command), "env": dict(command.env)} for command in plan.commands]
+    memory = plan.memory
+    data["summary"] = {
+        "layout": plan.layout.describe(),
+        "weights_gib_per_gpu": round(memory.weight_bytes / GIB, 2),
+        "kv_cache_gib_per_gpu": round(memory.kv_bytes / GIB, 2),
+        "kv_tokens_per_replica": memory.kv_tokens_per_replica,
+        "kv_tokens_total": memory.kv_tokens_total,
+        "max_concurrency": round(memory.concurrency, 2),
+    }
+    return data
+
+
+def plan_from_dict(data: Any) -> Plan:
+    """Read back :func:`plan_to_dict`'s output; ConfigurationError if it is not a plan."""
+    if not isinstance(data, dict) or data.get("schema") != PLAN_SCHEMA:
+        raise ConfigurationError(f"not an appliance plan (expected schema {PLAN_SCHEMA})")
+    fields = {key: value for key, value in data.items() if key not in ("schema", "summary")}
+    try:
+        return _PLAN_ADAPTER.validate_python(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigurationError(f"invalid plan: {where}: {first['msg']}") from exc
+
+
+def refusal_to_dict(refusal: PlanRefused) -> dict[str, Any]:
+    return {
+        "schema": PLAN_SCHEMA,
+        "fits": False,
+        "reason": refusal.reason,
+        "suggestions": list(refusal.suggestions),
+    }
+
+
+def render_json(plan: Plan) -> str:
+    return json.dumps({"fits": True, **plan_to_dict(plan)}, indent=2) + "\n"
+
+
+def _gib(value: int) -> str:
+    return f"{value / GIB:,.1f} GiB"
+
+
+def render_table(plan: Plan, model_path: str) -> RenderableType:
+    memory = plan.memory
+    summary = Table(title=f"{plan.display_name} on {plan.nodes} x {plan.gpus_per_node} x "
+                    f"{plan.gpu_name}", show_header=False, title_justify="left")  # fmt: skip
+    summary.add_column(style="bold")
+    summary.add_column()
+    rows = [
+        ("fits", "yes"),
+        ("goal", plan.request.goal),
+        ("layout", plan.layout.describe()),
+        ("tensor / pipeline / data parallel", f"{plan.layout.tp} / {plan.layout.pp} / "
+         f"{plan.layout.dp}"),
+        ("expert parallel", f"on (EP{plan.layout.ep_size})" if plan.layout.ep else "off"),
+        ("decode context parallel", str(plan.layout.dcp) if plan.layout.dcp > 1 else "off"),
+        ("usable memory per GPU", f"{_gib(memory.usable_bytes)} "
+         f"(x {plan.gpu_memory_utilization})"),
+        ("weights per GPU", _gib(memory.weight_bytes)),
+        ("runtime overhead per GPU", _gib(memory.overhead_bytes)),
+        ("KV cache per GPU", _gib(memory.kv_bytes)),
+        ("KV bytes per token", f"{memory.kv_bytes_per_token:,} ({plan.kv_cache_dtype})"),
+        ("KV tokens", f"{memory.kv_tokens_per_replica:,} per replica x {memory.replicas} = "
+         f"{memory.kv_tokens_total:,}"),
+        ("max model len", f"{plan.max_model_len:,}"),
+        ("max concurrency", f"{memory.concurrency:.1f} full-length requests"),
+    ]  # fmt: skip
+    for key, value in rows:
+        summary.add_row(key, value)
+    commands = Table(title="commands", title_justify="left", show_lines=True)
+    commands.add_column("node")
+    commands.add_column("command (environment below)", overflow="fold")
+    for command in plan.commands:
+        commands.add_row(
+            f"{command.node_rank} ({command.role})", serve_command(plan, command, model_path)
+        )
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(plan.commands[0].env.items()))
+    parts: list[RenderableType] = [summary, commands, f"[bold]environment:[/bold] {env}"]
+    parts.append("[bold]why:[/bold]")
+    parts += [f"  - {line}" for line in plan.explanation]
+    parts += [f"[yellow]warning:[/yellow] {line}" for line in plan.warnings]
+    return Group(*parts)
+
+
+def _startup_budget(plan: Plan) -> int:
+    return _STARTUP_PROBE_BUDGET_S[plan.memory.weight_bytes * plan.layout.gpus > 100 * GIB]
+
+
+def render_helm_values(plan: Plan, model_path: str) -> str:
+    """Values for the appliance chart's engine (LeaderWorkerSet: one leader per group,
+    ``nodes - 1`` workers)."""
+    head = plan.command("head")
+    engine: dict[str, Any] = {
+        "model": {
+            "name": plan.model,
+            "servedModelName": plan.served_model_name,
+            "path": model_path,
+        },
+        "device": plan.device,
+        "gpuType": plan.gpu,
+        "nodes": plan.nodes,
+        "gpusPerNode": plan.gpus_per_node,
+        "parallelism": {
+            "tensor": plan.layout.tp,
+            "pipeline": plan.layout.pp,
+            "data": plan.layout.dp,
+            "expert": plan.layout.ep,
+            "decodeContext": plan.layout.dcp,
+        },
+        "maxModelLen": plan.max_model_len,
+        "kvCacheDtype": plan.kv_cache_dtype,
+        "gpuMemoryUtilization": plan.gpu_memory_utilization,
+        "leader": {"args": serve_args(plan, head), "env": dict(sorted(head.env.items()))},
+        "startupProbe": {"failureThreshold": _startup_budget(plan) // 10, "periodSeconds": 10},
+    }
+    if plan.nodes > 1:
+        worker = plan.command("worker")
+        engine["worker"] = {
+            "replicas": plan.nodes - 1,
+            "args": serve_args(plan, worker),
+            "env": dict(sorted(worker.env.items())),
+        }
+    if plan.device == "gpu":
+        engine["resources"] = {"limits": {_gpu_resource(plan): plan.gpus_per_node}}
+    header = (
+        f"# appliance plan: {plan.layout.describe()}, {plan.memory.kv_tokens_total:,} KV tokens\n"
+    )
+    return header + yaml.safe_dump({"engine": engine}, sort_keys=False)
+
+
+def _gpu_resource(plan: Plan) -> str:
+    return "amd.com/gpu" if plan.gpu.startswith("mi") else "nvidia.com/gpu"
+
+
+def render_ansible_vars(plan: Plan, model_path: str) -> str:
+    """Variables for the ``appliance_engine`` role (per-node args by node rank)."""
+    data: dict[str, Any] = {
+        "appliance_engine_model_name": plan.model,
+        "appliance_engine_served_model_name": plan.served_model_name,
+        "appliance_engine_model_path": model_path,
+        "appliance_engine_device": plan.device,
+        "appliance_engine_nodes": plan.nodes,
+        "appliance_engine_gpus_per_node": plan.gpus_per_node,
+        "appliance_engine_tensor_parallel_size": plan.layout.tp,
+        "appliance_engine_pipeline_parallel_size": plan.layout.pp,
+        "appliance_engine_data_parallel_size": plan.layout.dp,
+        "appliance_engine_expert_parallel": plan.layout.ep,
+        "appliance_engine_max_model_len": plan.max_model_len,
+        "appliance_engine_kv_cache_dtype": plan.kv_cache_dtype,
+        "appliance_engine_gpu_memory_utilization": plan.gpu_memory_utilization,
+        "appliance_engine_startup_timeout_s": _startup_budget(plan),
+        "appliance_engine_node_args": {
+            command.node_rank: serve_args(plan, command) for command in plan.commands
+        },
+        "appliance_engine_env": dict(sorted(plan.command("head").env.items())),
+    }
+    return "---\n" + yaml.safe_dump(data, sort_keys=False)

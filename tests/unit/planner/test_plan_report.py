@@ -1,0 +1,121 @@
+"""appliance/planner/report.py and commands.py: JSON round trip, Helm and Ansible
+renderings, the exact vllm serve lines."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from appliance.errors import ConfigurationError
+from appliance.planner import (
+    ModelProfile,
+    Plan,
+    PlanRefused,
+    PlanRequest,
+    gpu_type,
+    make_plan,
+    plan_from_dict,
+    plan_to_dict,
+    render_ansible_vars,
+    render_helm_values,
+    render_json,
+    render_table,
+    serve_command,
+)
+from appliance.planner.commands import core_args
+from appliance.planner.memory import Layout
+
+
+def _plan(profile: ModelProfile, **kwargs: object) -> Plan:
+    request = PlanRequest(profile.name, **kwargs)  # type: ignore[arg-type]
+    return make_plan(profile, gpu_type(request.gpu), request)
+
+
+def test_json_round_trip(deepseek_v3: ModelProfile) -> None:
+    plan = _plan(deepseek_v3, gpu="h100", gpus_per_node=8, nodes=2, master_addr="10.1.2.3")
+    data = json.loads(render_json(plan))
+    assert data["fits"] is True and data["summary"]["layout"] == "TP8 x PP2"
+    assert plan_from_dict(data) == plan
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    gpu=st.sampled_from(["h200", "b200", "mi300x", "h100"]),
+    nodes=st.sampled_from([1, 2]),
+    goal=st.sampled_from(["latency", "throughput"]),
+    kv=st.sampled_from(["auto", "fp8"]),
+)
+def test_round_trip_property(
+    deepseek_v3: ModelProfile, gpu: str, nodes: int, goal: str, kv: str
+) -> None:
+    try:
+        plan = _plan(deepseek_v3, gpu=gpu, gpus_per_node=8, nodes=nodes, goal=goal,
+                     kv_cache_dtype=kv)  # fmt: skip
+    except PlanRefused:
+        return
+    assert plan_from_dict(json.loads(json.dumps(plan_to_dict(plan)))) == plan
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"schema": "other"}, "not an appliance plan"),
+        ([], "not an appliance plan"),
+        ({"schema": "appliance.plan/v1", "model": "x"}, "invalid plan"),
+    ],
+)
+def test_plan_from_dict_rejects(data: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        plan_from_dict(data)
+
+
+def test_serve_command_is_the_recipe(deepseek_v3: ModelProfile) -> None:
+    plan = _plan(deepseek_v3, gpu="h200", gpus_per_node=8, goal="throughput")
+    line = serve_command(plan, plan.commands[0], "/models/deepseek-v3")
+    argv = shlex.split(line)
+    assert argv[:3] == ["vllm", "serve", "/models/deepseek-v3"]
+    assert argv[argv.index("--data-parallel-size") + 1] == "8"
+    assert "--enable-expert-parallel" in argv and "--trust-remote-code" in argv
+    assert argv[argv.index("--tensor-parallel-size") + 1] == "1"
+
+
+def test_core_args_match_launchspec_order() -> None:
+    args = core_args(Layout(tp=2, dp=2), max_model_len=512, dtype="auto",
+                     gpu_memory_utilization=None)  # fmt: skip
+    assert args == ("--max-model-len", "512", "--dtype", "auto", "--tensor-parallel-size", "2",
+                    "--pipeline-parallel-size", "1", "--data-parallel-size", "2")  # fmt: skip
+
+
+def test_helm_values(deepseek_v3: ModelProfile) -> None:
+    plan = _plan(deepseek_v3, gpu="h100", gpus_per_node=8, nodes=2)
+    values = yaml.safe_load(render_helm_values(plan, "/models/deepseek-v3"))["engine"]
+    assert values["nodes"] == 2 and values["worker"]["replicas"] == 1
+    assert values["parallelism"] == {"tensor": 8, "pipeline": 2, "data": 1, "expert": False,
+                                     "decodeContext": 1}  # fmt: skip
+    assert "--headless" in values["worker"]["args"]
+    assert values["resources"]["limits"]["nvidia.com/gpu"] == 8
+    assert values["leader"]["env"]["HF_HUB_OFFLINE"] == "1"
+    assert values["startupProbe"]["failureThreshold"] * 10 >= 30 * 60  # >= 30 min (ref §5)
+
+
+def test_ansible_vars(deepseek_v3: ModelProfile) -> None:
+    plan = _plan(deepseek_v3, gpu="h200", gpus_per_node=8)
+    data = yaml.safe_load(render_ansible_vars(plan, "/srv/models/deepseek-v3"))
+    assert all(key.startswith("appliance_engine_") for key in data)
+    assert data["appliance_engine_tensor_parallel_size"] == 8
+    assert "--enable-expert-parallel" in data["appliance_engine_node_args"][0]
+
+
+def test_table_mentions_the_numbers(deepseek_v3: ModelProfile) -> None:
+    plan = _plan(deepseek_v3, gpu="h200", gpus_per_node=8)
+    console = Console(width=200, record=True)
+    console.print(render_table(plan, "/models/deepseek-v3"))
+    text = console.export_text()
+    assert "TP8 + EP8" in text and "KV tokens" in text and "max concurrency" in text
+    assert "vllm serve /models/deepseek-v3" in text
