@@ -5,8 +5,9 @@ ENGINE_EXTRA ?= cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(ENGINE_EXTRA)
 
-.DEFAULT_GOAL := help
-.PHONY: help install up serve test test-fast test-e2e lint format clean
+# `make` alone deploys (issue 8); without a site inventory it only says how to start.
+.DEFAULT_GOAL := deploy
+.PHONY: help install up serve test test-fast test-e2e test-deploy lint format clean bench deploy deploy-inventory
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -15,7 +16,12 @@ $(STAMP): pyproject.toml scripts/install-venv.sh
 	VENV=$(VENV) PYTHON=$(PYTHON) ENGINE_EXTRA=$(ENGINE_EXTRA) scripts/install-venv.sh
 	@touch $@
 
-install: $(STAMP) ## Create .venv and install everything (ENGINE_EXTRA=cpu|gpu)
+# Test identity provider (npm) and Debian's chromium; see the script.
+TEST_TOOLS := tests/oidc/node_modules/.package-lock.json
+$(TEST_TOOLS): tests/oidc/package-lock.json scripts/install-test-tools.sh
+	scripts/install-test-tools.sh
+
+install: $(STAMP) $(TEST_TOOLS) ## Create .venv and install everything (ENGINE_EXTRA=cpu|gpu)
 
 up: $(STAMP) ## Run the appliance: vLLM engine + gateway (Ctrl-C stops both)
 	$(VENV)/bin/appliance up
@@ -23,19 +29,42 @@ up: $(STAMP) ## Run the appliance: vLLM engine + gateway (Ctrl-C stops both)
 serve: $(STAMP) ## Run only the gateway, in front of engines started elsewhere
 	$(VENV)/bin/appliance serve
 
-test: $(STAMP) ## Run the whole suite, including the real-engine end-to-end tests
+test: $(STAMP) $(TEST_TOOLS) ## Run the whole suite, including the real-engine end-to-end tests
 	$(PY) -m pytest
 
-test-fast: $(STAMP) ## Everything but the real-engine tests (seconds, for your own loop)
+test-fast: $(STAMP) $(TEST_TOOLS) ## Everything but the real-engine tests (seconds, for your own loop)
 	$(PY) -m pytest -m "not e2e"
 
 test-e2e: $(STAMP) ## Only the real-engine tests
 	$(PY) -m pytest -m e2e
 
-lint: $(STAMP) ## ruff and mypy (strict)
+bench: $(STAMP) ## Audit-log benchmarks -> bench/results/*.json (BENCH_ARGS, e.g. --postgres URL)
+	$(PY) bench/audit_bench.py $(BENCH_ARGS)
+
+# TARGET=baremetal (default): Ansible against INVENTORY, planned from the inventory
+# (docs/ansible.md: CHECK=1 for a dry run with a diff, ANSIBLE_ARGS).
+# TARGET=k8s: helm upgrade --install with the planner's values (docs/helm.md: PLAN_ARGS,
+# VALUES, RELEASE, NAMESPACE, HELM_ARGS); needs the helm CLI on the admin host.
+TARGET ?= baremetal
+INVENTORY ?= ansible/inventory/hosts.yml
+# Refuse a missing or example inventory before anything is installed.
+deploy-inventory:
+	@if [ "$(TARGET)" = "baremetal" ]; then INVENTORY=$(INVENTORY) scripts/ansible-deploy.sh --check-inventory; fi
+
+deploy: deploy-inventory $(STAMP) ## Deploy: Ansible on bare metal (INVENTORY, CHECK=1; docs/ansible.md) or TARGET=k8s (Helm; docs/helm.md)
+	@if [ "$(TARGET)" = "k8s" ]; then VENV=$(VENV) scripts/helm-deploy.sh; \
+	elif [ "$(TARGET)" = "baremetal" ]; then \
+	  VENV=$(VENV) INVENTORY=$(INVENTORY) CHECK=$(CHECK) scripts/ansible-deploy.sh; \
+	else echo "make deploy: unknown TARGET=$(TARGET) (baremetal or k8s)" >&2; exit 2; fi
+
+test-deploy: $(STAMP) ## Deployment tests: Ansible roles run locally, Helm chart rendered (no e2e)
+	$(PY) -m pytest tests/deploy -m "not e2e"
+
+lint: $(STAMP) ## ruff, mypy (strict) and ansible-lint (production profile)
 	$(VENV)/bin/ruff check appliance tests
 	$(VENV)/bin/ruff format --check appliance tests
 	$(VENV)/bin/mypy
+	cd ansible && $(abspath $(VENV))/bin/ansible-lint --profile production .
 
 format: $(STAMP) ## Apply ruff's formatting and fixes
 	$(VENV)/bin/ruff check --fix appliance tests

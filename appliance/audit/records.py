@@ -1,13 +1,36 @@
-"""What an audit record says. Plain values; no I/O."""
+"""What an audit record says, and the canonical bytes that go into the Merkle leaf.
+
+Plain values; no I/O. The leaf of record *i* is the canonical JSON of its searchable
+metadata, its index, and the SHA-256 of its encrypted content envelope (never the
+content itself), so destroying a subject's key erases the content and leaves every
+leaf, and so every proof, intact.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["AuditEvent", "AuditRecord", "Outcome"]
+__all__ = [
+    "LEAF_VERSION",
+    "AuditEvent",
+    "AuditRecord",
+    "Outcome",
+    "SealedEntry",
+    "canonical_json",
+    "format_time",
+    "json_safe",
+    "leaf_bytes",
+    "leaf_bytes_of",
+    "metadata_bytes",
+    "metadata_of",
+]
+
+LEAF_VERSION = 1
 
 
 class AuditEvent(StrEnum):
@@ -18,6 +41,12 @@ class AuditEvent(StrEnum):
     COMPLETION = "inference.completion"
     # A request refused before any engine saw it (auth, policy, validation).
     DENIED = "request.denied"
+    # Acts on the audit log itself, each recorded before it takes effect.
+    AUDIT_SEARCH = "audit.search"  # metadata searched (PCI DSS 10.2.1.3: access to logs)
+    AUDIT_READ = "audit.read"
+    AUDIT_EXPORT = "audit.export"
+    AUDIT_SHRED = "audit.shred"
+    AUDIT_RETENTION = "audit.retention"
 
 
 class Outcome(StrEnum):
@@ -50,3 +79,99 @@ class AuditRecord:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     latency_ms: int | None = None
+    team: str | None = None
+    # Prompt or answer; sealed in the encrypted envelope, never stored in clear. Not
+    # part of equality (a record read back without decrypting equals the one written)
+    # and never in repr (so it cannot reach a log line by accident).
+    content: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class SealedEntry:
+    """A record as the log holds it: its place, its metadata, and the hash of its
+    encrypted content (None when it had no content)."""
+
+    index: int
+    record: AuditRecord
+    content_sha256: bytes | None
+    content_key_id: str | None
+
+
+def format_time(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("audit record time must be timezone-aware")
+    # YYYY-MM-DDTHH:MM:SS.ffffffZ (isoformat is several times faster than strftime).
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def json_safe(value: Any) -> Any:
+    """Non-finite floats become strings (canonical JSON has no NaN or Infinity)."""
+    return _finite(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same bytes for the same values."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def metadata_of(record: AuditRecord) -> dict[str, Any]:
+    """The searchable, clear-text part of a record, as JSON values."""
+    return {
+        "record_id": record.record_id,
+        "recorded_at": format_time(record.recorded_at),
+        "event": record.event.value,
+        "request_id": record.request_id,
+        "http_method": record.http_method,
+        "path": record.path,
+        "status_code": record.status_code,
+        "outcome": record.outcome.value,
+        "subject": record.subject,
+        "username": record.username,
+        "team": record.team,
+        "auth_method": record.auth_method,
+        "key_id": record.key_id,
+        "client_addr": record.client_addr,
+        "model": record.model,
+        "params": _finite(record.params) if record.params is not None else None,
+        "denial_reason": record.denial_reason,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "latency_ms": record.latency_ms,
+    }
+
+
+def metadata_bytes(record: AuditRecord) -> bytes:
+    """Canonical metadata: the associated data the content envelope is bound to."""
+    return canonical_json(metadata_of(record))
+
+
+def leaf_bytes(entry: SealedEntry) -> bytes:
+    """The Merkle leaf input (RFC 6962 hashes it as SHA-256(0x00 || leaf))."""
+    return leaf_bytes_of(
+        entry.index, metadata_of(entry.record), entry.content_sha256, entry.content_key_id
+    )
+
+
+def leaf_bytes_of(
+    index: int, meta: dict[str, Any], content_sha256: bytes | None, content_key_id: str | None
+) -> bytes:
+    """:func:`leaf_bytes` from metadata already in :func:`metadata_of` form (the
+    verifier's fast path, which skips building records)."""
+    content = None
+    if content_sha256 is not None:
+        content = {"key": content_key_id, "sha256": content_sha256.hex()}
+    return canonical_json({"v": LEAF_VERSION, "index": index, "meta": meta, "content": content})

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from appliance.cli import config_cmd, db, engine, keys, models, plan, serve, up
+from appliance.cli import audit, config_cmd, db, engine, identity, keys, models, plan, serve, up
 from appliance.cli.common import err_console
 from appliance.errors import ApplianceError
 
@@ -26,8 +26,10 @@ app.command("plan")(plan.plan)
 app.add_typer(engine.app, name="engine")
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
+app.add_typer(identity.app, name="identity")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(db.app, name="db")
+app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:

@@ -10,13 +10,21 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
 )
 
-__all__ = ["api_keys", "audit_records", "metadata"]
+__all__ = [
+    "api_keys",
+    "audit_checkpoints",
+    "audit_contents",
+    "audit_log",
+    "audit_subject_keys",
+    "metadata",
+]
 
 metadata = MetaData()
 
@@ -34,19 +42,20 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
 
-# Append-only: the code offers insert and select, never update or delete.
-audit_records = Table(
-    "audit_records",
+# The tamper-evident audit log (appliance/audit). Append-only: the code inserts and
+# selects, never updates or deletes. ``idx`` is the Merkle leaf index, assigned by the
+# writer; the primary key makes two writers claiming one index impossible.
+audit_log = Table(
+    "audit_log",
     metadata,
-    Column(
-        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
     Column("record_id", String(36), nullable=False, unique=True),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("event", String(32), nullable=False),
     Column("request_id", String(64), nullable=False),
     Column("subject", String(200), nullable=True),
     Column("username", String(200), nullable=True),
+    Column("team", String(200), nullable=True),
     Column("auth_method", String(16), nullable=True),
     Column("key_id", String(32), nullable=True),
     Column("client_addr", String(64), nullable=True),
@@ -60,6 +69,48 @@ audit_records = Table(
     Column("prompt_tokens", Integer, nullable=True),
     Column("completion_tokens", Integer, nullable=True),
     Column("latency_ms", Integer, nullable=True),
-    Index("ix_audit_records_request_id", "request_id"),
-    Index("ix_audit_records_subject", "subject"),
+    # SHA-256 of the content envelope and the subject key that sealed it (in the leaf).
+    Column("content_sha256", LargeBinary(32), nullable=True),
+    Column("content_key_id", String(32), nullable=True),
+    # SHA-256(0x00 || leaf bytes): recomputable from the row; kept to load the tree
+    # quickly and to name a changed row during verification.
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Index("ix_audit_log_request_id", "request_id"),
+    Index("ix_audit_log_subject", "subject"),
+    Index("ix_audit_log_recorded_at", "recorded_at"),
+)
+
+# Encrypted content, apart from the leaves: retention drops rows here, never in
+# audit_log, so proofs stay valid.
+audit_contents = Table(
+    "audit_contents",
+    metadata,
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("envelope", LargeBinary, nullable=False),
+)
+
+# Signed checkpoints (C2SP signed notes), one per tree size, all kept. ``frontier`` is
+# the compact range at that size (concatenated hashes) so a writer resumes without
+# reading every leaf; it is checked against the signed root before use.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("frontier", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Per-subject keys, wrapped by the master key. Shredding sets wrapped_key to NULL.
+audit_subject_keys = Table(
+    "audit_subject_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("subject", String(200), nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=True),
+    Column("master_key_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("shredded_at", DateTime(timezone=True), nullable=True),
+    Index("ix_audit_subject_keys_subject", "subject"),
 )

@@ -5,20 +5,29 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 import httpx
 from fastapi import FastAPI
 
 from appliance import __version__
 from appliance.audit.sink import AuditSink
-from appliance.audit.store import SqlAuditStore
+from appliance.audit.wiring import group_commit_writer, open_audit_log
 from appliance.config import Settings
 from appliance.db.engine import create_db_engine
 from appliance.gateway.errors import install_error_handlers
 from appliance.gateway.middleware import RequestIdMiddleware, UnexpectedErrorMiddleware
-from appliance.gateway.routes import health_router, openai_router
+from appliance.gateway.routes import (
+    admin_router,
+    audit_router,
+    auth_router,
+    health_router,
+    openai_router,
+)
 from appliance.gateway.services import GatewayServices
 from appliance.gateway.upstream import Upstream
 from appliance.identity.apikeys import ApiKeyService
+from appliance.identity.keycloak import KeycloakGateway, build_verifier
+from appliance.identity.sessions import SessionStore
 from appliance.keys.deployment import DeploymentSecrets, deployment_secrets
 
 __all__ = ["create_app"]
@@ -46,16 +55,38 @@ def create_app(
             read_timeout_s=settings.gateway.upstream_timeout_s,
             transport=upstream_transport,
         )
+        # The sealed audit log, unless a test swapped in its own sink. Opening it checks
+        # the latest signed checkpoint; a log that fails that check keeps the gateway down.
+        audit_writer = None
+        audit: AuditSink
+        if audit_sink is None:
+            audit_log = await anyio.to_thread.run_sync(open_audit_log, settings, database)
+            audit = audit_writer = group_commit_writer(settings, audit_log)
+            await audit_writer.start()
+        else:
+            audit = audit_sink
         app.state.services = GatewayServices(
             settings=settings,
             database=database,
             api_keys=ApiKeyService(database, resolved.api_key_pepper),
-            audit=audit_sink or SqlAuditStore(database),
+            audit=audit,
             upstream=upstream,
         )
+        keycloak = None
+        if settings.oidc.enabled:
+            keycloak = KeycloakGateway(settings.oidc)
+            app.state.services.keycloak = keycloak
+            app.state.services.identity = build_verifier(settings.oidc, keycloak)
+            app.state.services.sessions = SessionStore(
+                ttl_s=settings.oidc.session_ttl_s, idle_s=settings.oidc.session_idle_s
+            )
         try:
             yield
         finally:
+            if keycloak is not None:
+                await keycloak.aclose()
+            if audit_writer is not None:
+                await audit_writer.stop()
             await upstream.aclose()
             database.dispose()
 
@@ -72,4 +103,7 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
     app.include_router(openai_router)
+    app.include_router(admin_router)
+    app.include_router(auth_router)
+    app.include_router(audit_router)
     return app

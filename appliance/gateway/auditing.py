@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from starlette.requests import Request
 
@@ -12,7 +13,14 @@ from appliance.errors import ApplianceError, AuditUnavailable
 from appliance.gateway.context import RequestContext
 from appliance.gateway.services import GatewayServices
 
-__all__ = ["audit_record", "write_audit"]
+__all__ = [
+    "answer_content",
+    "answer_texts",
+    "audit_record",
+    "delta_texts",
+    "request_content",
+    "write_audit",
+]
 
 logger = logging.getLogger("appliance.gateway.audit")
 
@@ -28,7 +36,9 @@ def audit_record(
     denial_reason: str | None = None,
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
+    content: dict[str, Any] | None = None,
 ) -> AuditRecord:
+    """``content`` (prompt or answer) goes only into the encrypted envelope."""
     principal = context.principal
     return AuditRecord(
         record_id=str(uuid.uuid4()),
@@ -41,6 +51,7 @@ def audit_record(
         outcome=outcome,
         subject=principal.subject if principal else None,
         username=principal.username if principal else None,
+        team=principal.team if principal else None,
         auth_method=principal.auth_method.value if principal else None,
         key_id=principal.key_id if principal else None,
         client_addr=request.client.host if request.client else None,
@@ -50,6 +61,7 @@ def audit_record(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         latency_ms=None if event is AuditEvent.REQUEST else context.elapsed_ms(),
+        content=content,
     )
 
 
@@ -62,3 +74,52 @@ async def write_audit(services: GatewayServices, record: AuditRecord) -> None:
     except Exception as exc:
         logger.exception("audit append failed for request %s", record.request_id)
         raise AuditUnavailable("the audit log is unavailable; the request was not served") from exc
+
+
+# -- content for the encrypted envelope ---------------------------------------------
+
+
+def request_content(payload: dict[str, Any]) -> dict[str, Any]:
+    """What the caller asked: chat messages, or a completion prompt."""
+    if "messages" in payload:
+        return {"messages": payload["messages"]}
+    return {"prompt": payload.get("prompt")}
+
+
+def _choice_text(choice: Any, part: str) -> tuple[int, str] | None:
+    if not isinstance(choice, dict):
+        return None
+    index = choice.get("index", 0)
+    text = choice.get("text")
+    holder = choice.get(part)
+    if isinstance(holder, dict):
+        text = holder.get("content")
+    if not isinstance(index, int) or not isinstance(text, str):
+        return None
+    return index, text
+
+
+def answer_texts(answer: dict[str, Any] | None) -> list[str] | None:
+    """The text of each choice of a non-streamed answer (chat or completion)."""
+    if answer is None or not isinstance(answer.get("choices"), list):
+        return None
+    texts: dict[int, str] = {}
+    for choice in answer["choices"]:
+        found = _choice_text(choice, "message")
+        if found is not None:
+            texts[found[0]] = texts.get(found[0], "") + found[1]
+    return [texts[i] for i in sorted(texts)]
+
+
+def delta_texts(chunk: dict[str, Any] | None, into: dict[int, list[str]]) -> None:
+    """Add a streamed chunk's text deltas to ``into`` (choice index -> pieces)."""
+    if chunk is None or not isinstance(chunk.get("choices"), list):
+        return
+    for choice in chunk["choices"]:
+        found = _choice_text(choice, "delta")
+        if found is not None:
+            into.setdefault(found[0], []).append(found[1])
+
+
+def answer_content(texts: list[str] | None) -> dict[str, Any] | None:
+    return None if texts is None else {"response": texts}

@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import Depends, Request
 
-from appliance.errors import AuthenticationFailed
+from appliance.audit.store import SqlAuditStore
+from appliance.errors import AuthenticationFailed, ModelNotFound, PermissionDenied
 from appliance.gateway.context import RequestContext, request_context
 from appliance.gateway.services import GatewayServices
+from appliance.identity.apikeys import API_KEY_PREFIX
+from appliance.identity.browser import BrowserSignIn
 from appliance.identity.principal import Principal
+from appliance.identity.sessions import BrowserSession
 
 __all__ = [
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
+    "AuditDep",
     "ContextDep",
     "PrincipalDep",
     "ServicesDep",
+    "SignInDep",
+    "browser_session",
     "current_principal",
+    "get_audit_store",
     "get_services",
+    "get_signin",
+    "require_role",
 ]
 
 
@@ -30,29 +42,113 @@ ServicesDep = Annotated[GatewayServices, Depends(get_services)]
 ContextDep = Annotated[RequestContext, Depends(request_context)]
 
 
-def _bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+SESSION_COOKIE = "appliance_session"
+CSRF_HEADER = "x-csrf-token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_signin(services: ServicesDep) -> BrowserSignIn:
+    """Browser sign-in, when Keycloak is configured (404 otherwise)."""
+    if services.identity is None or services.keycloak is None or services.sessions is None:
+        raise ModelNotFound("no such route", code="not_found")
+    return BrowserSignIn(
+        services.settings.oidc, services.keycloak, services.identity, services.sessions
+    )
+
+
+SignInDep = Annotated[BrowserSignIn, Depends(get_signin)]
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationFailed(
-            "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
+            "missing credentials: send 'Authorization: Bearer <API key or access token>'",
+            code="missing_api_key",
         )
     return token.strip()
+
+
+async def browser_session(
+    request: Request, services: GatewayServices
+) -> tuple[str, BrowserSession] | None:
+    """The browser's live session (renewed from Keycloak once its access token
+    expired), or None."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id or services.sessions is None:
+        return None
+    now = services.clock().timestamp()
+    session = services.sessions.get(session_id, now=now)
+    if session is not None and now >= session.access_expires_at:
+        session = await get_signin(services).refresh(session_id, session, now=now)
+    return None if session is None else (session_id, session)
+
+
+async def _session_principal(request: Request, services: GatewayServices) -> Principal | None:
+    """The browser session's principal; unsafe methods must echo the CSRF token."""
+    found = await browser_session(request, services)
+    if found is None:
+        return None
+    session = found[1]
+    if request.method not in _SAFE_METHODS and not session.csrf_matches(
+        request.headers.get(CSRF_HEADER)
+    ):
+        raise PermissionDenied(
+            f"missing or wrong CSRF token: send the session's token in {CSRF_HEADER}",
+            code="csrf_failed",
+        )
+    return session.principal
 
 
 async def current_principal(
     request: Request, services: ServicesDep, context: ContextDep
 ) -> Principal:
-    """Who is calling. API keys today; the OIDC issue adds Keycloak JWTs here (a token
-    that is not an API key goes to the JWT verifier)."""
+    """Who is calling: an API key (``sk-appl-...``), a Keycloak access token (when
+    ``oidc.enabled``), or a browser session cookie."""
     token = _bearer_token(request)
-    record = await anyio.to_thread.run_sync(
-        lambda: services.api_keys.authenticate(token, now=services.clock())
-    )
-    if record is None:
-        raise AuthenticationFailed("invalid, revoked or expired API key")
-    context.principal = record.principal()
-    return context.principal
+    if token is None:
+        principal = await _session_principal(request, services)
+        if principal is None:
+            raise AuthenticationFailed(
+                "missing credentials: send 'Authorization: Bearer <API key or access token>'",
+                code="missing_api_key",
+            )
+    elif services.identity is not None and not token.startswith(API_KEY_PREFIX):
+        principal = await services.identity.principal(token, now=services.clock().timestamp())
+    else:
+        record = await anyio.to_thread.run_sync(
+            lambda: services.api_keys.authenticate(token, now=services.clock())
+        )
+        if record is None:
+            raise AuthenticationFailed("invalid, revoked or expired API key")
+        principal = record.principal()
+    context.principal = principal
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(*roles: str) -> Any:
+    """A dependency that lets the request through only if the principal holds one of
+    ``roles``: ``Annotated[Principal, require_role("appliance-auditor")]``."""
+    wanted = frozenset(roles)
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if not principal.roles & wanted:
+            raise PermissionDenied(
+                f"this needs the role {' or '.join(sorted(wanted))}", code="role_required"
+            )
+        return principal
+
+    return Depends(check)
+
+
+def get_audit_store(services: ServicesDep) -> SqlAuditStore:
+    return SqlAuditStore(services.database)
+
+
+AuditDep = Annotated[SqlAuditStore, Depends(get_audit_store)]

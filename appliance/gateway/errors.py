@@ -1,7 +1,8 @@
 """One renderer for every error: OpenAI-shaped JSON, the right status, no internals.
 
-Requests to the API (``/v1/...``) refused before they were admitted get a denial
-record here, so every request, allowed or not, leaves an audit trace.
+Requests to the API (``/v1/...``) and to the audit API (``/audit/...``) refused before
+they were admitted get a denial record here, so every request, allowed or not, leaves
+an audit trace.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _outcome(error: ApplianceError) -> Outcome:
 
 async def _audit_refusal(request: Request, error: ApplianceError) -> ApplianceError:
     """Record a refused API request; if that fails, the answer becomes 503."""
-    if not request.url.path.startswith("/v1/"):
+    if not request.url.path.startswith(("/v1/", "/audit/")):  # inference and audit API
         return error
     context = request_context(request)
     if context.admitted:

@@ -10,7 +10,13 @@ from fastapi.responses import StreamingResponse
 
 from appliance.audit.records import AuditEvent, Outcome
 from appliance.errors import ApplianceError, ModelNotFound, PermissionDenied, UpstreamError
-from appliance.gateway.auditing import audit_record, write_audit
+from appliance.gateway.auditing import (
+    answer_content,
+    answer_texts,
+    audit_record,
+    request_content,
+    write_audit,
+)
 from appliance.gateway.body import read_json_body
 from appliance.gateway.context import RequestContext
 from appliance.gateway.schemas import OpenAIRequest, audited_params, validate_request
@@ -18,7 +24,7 @@ from appliance.gateway.services import GatewayServices
 from appliance.gateway.sse import Usage, usage_of
 from appliance.gateway.streaming import relay_stream
 from appliance.gateway.upstream import map_upstream_exceptions, upstream_status_error
-from appliance.identity.policy import is_model_allowed
+from appliance.identity.policy import denial_reason
 from appliance.identity.principal import Principal
 
 __all__ = ["proxy_openai"]
@@ -50,8 +56,9 @@ async def proxy_openai(
     context.params = audited_params(payload)
 
     # Policy before existence: a caller learns nothing about models it may not use.
-    if not is_model_allowed(principal, parsed.model, settings.policy.role_models):
-        raise PermissionDenied(f"you are not allowed to use model {parsed.model!r}")
+    refusal = denial_reason(principal, parsed.model, settings.policy.role_models)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
     if not services.upstream.serves(parsed.model):
         raise ModelNotFound(f"model {parsed.model!r} does not exist")
 
@@ -62,11 +69,14 @@ async def proxy_openai(
         audit_record(
             services, request, context,
             event=AuditEvent.REQUEST, status_code=0, outcome=Outcome.ACCEPTED,
+            content=request_content(payload),
         ),
     )  # fmt: skip
     context.admitted = True
 
-    async def finish(outcome: Outcome, usage: Usage | None, status: int) -> None:
+    async def finish(
+        outcome: Outcome, usage: Usage | None, status: int, texts: list[str] | None = None
+    ) -> None:
         await write_audit(
             services,
             audit_record(
@@ -74,6 +84,7 @@ async def proxy_openai(
                 event=AuditEvent.COMPLETION, status_code=status, outcome=outcome,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
+                content=answer_content(texts),
             ),
         )  # fmt: skip
 
@@ -111,7 +122,8 @@ async def proxy_openai(
         except ValueError as exc:
             await finish(Outcome.UPSTREAM_ERROR, None, 502)
             raise UpstreamError(f"the engine for {parsed.model} sent an unreadable answer") from exc
-        await finish(Outcome.OK, usage_of(answer if isinstance(answer, dict) else None), 200)
+        body_json = answer if isinstance(answer, dict) else None
+        await finish(Outcome.OK, usage_of(body_json), 200, answer_texts(body_json))
         return Response(content=body, status_code=200, media_type=media_type)
 
     return StreamingResponse(

@@ -12,6 +12,9 @@ from appliance.audit.sink import AuditSink
 from appliance.config import Settings
 from appliance.gateway.upstream import Upstream
 from appliance.identity.apikeys import ApiKeyService
+from appliance.identity.keycloak import KeycloakGateway
+from appliance.identity.oidc import OidcVerifier
+from appliance.identity.sessions import SessionStore
 
 __all__ = ["GatewayServices", "utc_now"]
 
@@ -28,3 +31,7 @@ class GatewayServices:
     audit: AuditSink
     upstream: Upstream
     clock: Callable[[], datetime] = utc_now
+    # Keycloak (settings.oidc.enabled): token verifier, realm client, browser sessions.
+    identity: OidcVerifier | None = None
+    keycloak: KeycloakGateway | None = None
+    sessions: SessionStore | None = None

@@ -5,6 +5,8 @@ the client did not ask for ``stream_options.include_usage``, the gateway asks fo
 itself (the audit record needs token counts) and drops that final usage-only chunk,
 so the client sees exactly the stream it asked for. In that mode chunks are forwarded
 at SSE event boundaries (vLLM writes whole events, so nothing waits in practice).
+The text deltas are gathered as they pass, for the completion record's encrypted
+content.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import anyio
 import httpx
 
 from appliance.audit.records import Outcome
+from appliance.gateway.auditing import delta_texts
 from appliance.gateway.sse import (
     SseSplitter,
     Usage,
@@ -29,7 +32,8 @@ __all__ = ["error_event", "relay_stream"]
 
 logger = logging.getLogger("appliance.gateway.streaming")
 
-FinishCallback = Callable[[Outcome, Usage | None, int], Awaitable[None]]
+# (outcome, usage, status, text of each choice so far)
+FinishCallback = Callable[[Outcome, Usage | None, int, list[str] | None], Awaitable[None]]
 
 
 def error_event(message: str, *, code: str, error_type: str = "api_error") -> bytes:
@@ -37,11 +41,13 @@ def error_event(message: str, *, code: str, error_type: str = "api_error") -> by
     return b"data: " + json.dumps(body).encode() + b"\n\ndata: [DONE]\n\n"
 
 
-def _usage_in(event: bytes) -> tuple[Usage | None, bool]:
-    """(usage, whether the event is the usage-only chunk); cheap for normal chunks."""
+def _read_event(event: bytes, texts: dict[int, list[str]]) -> tuple[Usage | None, bool]:
+    """Gather the event's text deltas; return (usage, whether it is the usage-only
+    chunk)."""
+    body = parse_event_json(event)
+    delta_texts(body, texts)
     if b'"usage"' not in event:
         return None, False
-    body = parse_event_json(event)
     return usage_of(body), is_usage_only_chunk(body)
 
 
@@ -54,6 +60,7 @@ async def relay_stream(
 ) -> AsyncIterator[bytes]:
     splitter = SseSplitter()
     usage: Usage | None = None
+    texts: dict[int, list[str]] = {}
     # Until the upstream stream ends, an exit means the client went away (the server
     # cancels this generator) unless an upstream error says otherwise.
     outcome = Outcome.CLIENT_DISCONNECTED
@@ -64,7 +71,7 @@ async def relay_stream(
                 events = splitter.feed(chunk)
                 forwarded: list[bytes] = []
                 for event in events:
-                    found, usage_only = _usage_in(event)
+                    found, usage_only = _read_event(event, texts)
                     if found is not None:
                         usage = found
                     if not (strip_usage_chunk and usage_only):
@@ -73,8 +80,10 @@ async def relay_stream(
                     yield chunk
                 elif forwarded:
                     yield b"".join(forwarded)
-            if strip_usage_chunk and splitter.pending():
-                yield splitter.pending()
+            if splitter.pending():
+                _read_event(splitter.pending(), texts)
+                if strip_usage_chunk:
+                    yield splitter.pending()
             outcome, status = Outcome.OK, 200
         except httpx.HTTPError:
             logger.warning("engine stream for %s broke off", model, exc_info=True)
@@ -90,6 +99,7 @@ async def relay_stream(
         with anyio.CancelScope(shield=True):
             await response.aclose()
             try:
-                await on_finish(outcome, usage, status)
+                answer = ["".join(texts[i]) for i in sorted(texts)]
+                await on_finish(outcome, usage, status, answer)
             except Exception:
                 logger.exception("completion audit record failed for a %s stream", model)

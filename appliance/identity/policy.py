@@ -7,7 +7,7 @@ from fnmatch import fnmatchcase
 
 from appliance.identity.principal import Principal
 
-__all__ = ["allowed_models", "is_model_allowed"]
+__all__ = ["allowed_models", "denial_reason", "is_model_allowed", "roles_granting"]
 
 
 def _matches(model: str, globs: Iterable[str]) -> bool:
@@ -31,3 +31,28 @@ def allowed_models(
     principal: Principal, models: Iterable[str], role_models: Mapping[str, Sequence[str]]
 ) -> list[str]:
     return [model for model in models if is_model_allowed(principal, model, role_models)]
+
+
+def roles_granting(model: str, role_models: Mapping[str, Sequence[str]]) -> list[str]:
+    """The roles whose globs admit ``model``, sorted."""
+    return sorted(role for role, globs in role_models.items() if _matches(model, globs))
+
+
+def denial_reason(
+    principal: Principal, model: str, role_models: Mapping[str, Sequence[str]]
+) -> str | None:
+    """None when ``principal`` may use ``model``; else the message for the 403. It names
+    the missing role and nothing about which other models exist."""
+    if is_model_allowed(principal, model, role_models):
+        return None
+    granting = roles_granting(model, role_models)
+    if granting and principal.roles.intersection(granting):
+        return f"this credential is restricted and may not use model {model!r}"
+    if not granting:
+        return f"you are not allowed to use model {model!r}"
+    needed = (
+        f"the role {granting[0]}"
+        if len(granting) == 1
+        else "one of the roles " + ", ".join(granting)
+    )
+    return f"model {model!r} requires {needed}, which you do not have"

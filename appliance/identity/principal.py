@@ -26,3 +26,11 @@ class Principal:
     key_id: str | None = None
     email: str | None = None
     groups: frozenset[str] = field(default_factory=frozenset)
+    # OIDC only: the client that obtained the token (Keycloak ``azp``), and where the
+    # effective ``roles`` came from (realm roles, and the configured client's roles).
+    client_id: str | None = None
+    realm_roles: frozenset[str] = field(default_factory=frozenset)
+    client_roles: frozenset[str] = field(default_factory=frozenset)
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles

@@ -4,6 +4,7 @@ Helm values and Ansible variables. Formatting only; no I/O."""
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from dataclasses import asdict
 from typing import Any
@@ -34,6 +35,9 @@ __all__ = [
 PLAN_SCHEMA = "appliance.plan/v1"
 _PLAN_ADAPTER: TypeAdapter[Plan] = TypeAdapter(Plan)
 _STARTUP_PROBE_BUDGET_S = {True: 2700, False: 600}  # 45 min for a 671B model (llm-d)
+_SHM_GIB = {"gpu": 16, "cpu": 1}  # /dev/shm: 16Gi default for GPU nodes (reference §5.4)
+_HOST_HEADROOM_GIB = 32  # host memory beyond the node's weights and /dev/shm
+_CPU_PER_GPU = 4  # llm-d: 32 cores for 8 GPUs
 
 
 def serve_args(plan: Plan, command: NodeCommand) -> list[str]:
@@ -177,12 +181,26 @@ def render_helm_values(plan: Plan, model_path: str) -> str:
             "args": serve_args(plan, worker),
             "env": dict(sorted(worker.env.items())),
         }
+    shm_gib = _SHM_GIB[plan.device]
+    engine["shmSize"] = f"{shm_gib}Gi"
     if plan.device == "gpu":
-        engine["resources"] = {"limits": {_gpu_resource(plan): plan.gpus_per_node}}
+        engine["resources"] = _gpu_pod_resources(plan, shm_gib)
     header = (
         f"# appliance plan: {plan.layout.describe()}, {plan.memory.kv_tokens_total:,} KV tokens\n"
     )
     return header + yaml.safe_dump({"engine": engine}, sort_keys=False)
+
+
+def _gpu_pod_resources(plan: Plan, shm_gib: int) -> dict[str, Any]:
+    """One engine pod per node: its GPUs, and host memory for loading that node's share
+    of the weights plus the in-memory /dev/shm (which counts against the limit)."""
+    weights_gib = math.ceil(plan.memory.weight_bytes * plan.gpus_per_node / GIB)
+    memory = f"{weights_gib + shm_gib + _HOST_HEADROOM_GIB}Gi"
+    cpu = str(_CPU_PER_GPU * plan.gpus_per_node)
+    return {
+        "requests": {"cpu": cpu, "memory": memory},
+        "limits": {_gpu_resource(plan): plan.gpus_per_node, "memory": memory},
+    }
 
 
 def _gpu_resource(plan: Plan) -> str:

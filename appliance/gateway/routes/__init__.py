@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from appliance.gateway.routes.admin import router as admin_router
+from appliance.gateway.routes.audit import router as audit_router
+from appliance.gateway.routes.auth import router as auth_router
 from appliance.gateway.routes.health import router as health_router
 from appliance.gateway.routes.openai import router as openai_router
 
-__all__ = ["health_router", "openai_router"]
+__all__ = ["admin_router", "audit_router", "auth_router", "health_router", "openai_router"]

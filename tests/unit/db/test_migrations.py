@@ -10,6 +10,8 @@ from sqlalchemy import Engine, inspect, text
 
 from appliance.db import create_db_engine, current_revision, metadata, upgrade_database
 
+HEAD = "0002"
+
 
 def test_fresh_database_has_no_revision(database_url: str) -> None:
     engine = create_db_engine(database_url)
@@ -20,7 +22,7 @@ def test_fresh_database_has_no_revision(database_url: str) -> None:
 
 
 def test_upgrade_reaches_head_revision(migrated_engine: Engine) -> None:
-    assert current_revision(migrated_engine) == "0001"
+    assert current_revision(migrated_engine) == HEAD
 
 
 def test_migrated_schema_matches_metadata(migrated_engine: Engine) -> None:
@@ -55,8 +57,8 @@ def test_unique_constraints_are_enforced(migrated_engine: Engine) -> None:
     } | {tuple(i["column_names"]) for i in inspector.get_indexes("api_keys") if i["unique"]}
     assert ("key_hash",) in unique_keys
     unique_audit = {
-        tuple(u["column_names"]) for u in inspector.get_unique_constraints("audit_records")
-    } | {tuple(i["column_names"]) for i in inspector.get_indexes("audit_records") if i["unique"]}
+        tuple(u["column_names"]) for u in inspector.get_unique_constraints("audit_log")
+    } | {tuple(i["column_names"]) for i in inspector.get_indexes("audit_log") if i["unique"]}
     assert ("record_id",) in unique_audit
 
 
@@ -71,11 +73,11 @@ def test_upgrading_twice_is_a_no_op(migrated_engine: Engine) -> None:
 
     upgrade_database(migrated_engine)
 
-    assert current_revision(migrated_engine) == "0001"
+    assert current_revision(migrated_engine) == HEAD
     with migrated_engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM api_keys")).scalar() == 1
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    assert [v for (v,) in versions] == ["0001"]
+    assert [v for (v,) in versions] == [HEAD]
 
 
 def test_sqlite_uses_wal_journal(tmp_path: Path) -> None:
@@ -91,3 +93,55 @@ def test_sqlite_uses_wal_journal(tmp_path: Path) -> None:
         engine.dispose()
     # The engine factory created the missing parent directories.
     assert (tmp_path / "nested" / "dir" / "a.db").is_file()
+
+
+def test_0002_moves_plain_records_into_the_log(database_url: str) -> None:
+    """A 0001 database with records upgrades to leaves the new log verifies."""
+    from appliance.audit.checkpoint import NoteSigner
+    from appliance.audit.store import SqlAuditStore
+    from appliance.audit.verify import verify_log
+    from tests.support.audit import ORIGIN, build_log, make_record
+
+    engine = create_db_engine(database_url)
+    try:
+        upgrade_database(engine, "0001")
+        with engine.begin() as connection:
+            for i in range(3):
+                connection.execute(
+                    text(
+                        "INSERT INTO audit_records (record_id, recorded_at, event, request_id, "
+                        "http_method, path, status_code, outcome, params) VALUES "
+                        f"('r{i}', CURRENT_TIMESTAMP, 'inference.request', 'req{i}', 'POST', "
+                        "'/v1/chat/completions', 0, 'accepted', '{\"temperature\": 0.5}')"
+                    )
+                )
+        upgrade_database(engine)
+        assert current_revision(engine) == HEAD
+        store = SqlAuditStore(engine)
+        assert [r.request_id for r in store.latest()] == ["req2", "req1", "req0"]
+        assert store.by_request("req0")[0].params == {"temperature": 0.5}
+        signer = NoteSigner.generate(ORIGIN)
+        log = build_log(engine, signer=signer)
+        log.append(make_record("after-upgrade"))
+        log.checkpoint()
+        assert verify_log(store, signer.verifier(), origin=ORIGIN).records == 4
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_0001_keeps_the_metadata(database_url: str) -> None:
+    from alembic import command
+
+    from appliance.db.migrate import alembic_config
+    from tests.support.audit import build_log, make_record
+
+    engine = create_db_engine(database_url)
+    try:
+        upgrade_database(engine)
+        build_log(engine).append(make_record("kept"))
+        command.downgrade(alembic_config(engine), "0001")
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT request_id FROM audit_records")).all()
+        assert [r for (r,) in rows] == ["kept"]
+    finally:
+        engine.dispose()

@@ -102,6 +102,17 @@ def test_helm_values(deepseek_v3: ModelProfile) -> None:
     assert values["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert values["leader"]["env"]["HF_HUB_OFFLINE"] == "1"
     assert values["startupProbe"]["failureThreshold"] * 10 >= 30 * 60  # >= 30 min (ref §5)
+    assert values["shmSize"] == "16Gi"
+    # host memory: the node's share of the weights (~8 x 39 GiB) + /dev/shm + headroom
+    memory = int(values["resources"]["limits"]["memory"].removesuffix("Gi"))
+    assert 8 * 39 + 16 < memory < 8 * 45 + 16 + 64
+    assert values["resources"]["requests"]["memory"] == values["resources"]["limits"]["memory"]
+
+
+def test_helm_values_cpu_plan_has_no_gpu_resources(profiles: dict[str, ModelProfile]) -> None:
+    plan = _plan(profiles["smollm2-135m-instruct"], gpu="cpu", gpus_per_node=1)
+    values = yaml.safe_load(render_helm_values(plan, "/models/smollm2"))["engine"]
+    assert values["shmSize"] == "1Gi" and "resources" not in values
 
 
 def test_ansible_vars(deepseek_v3: ModelProfile) -> None:

@@ -1,0 +1,139 @@
+"""``audit export``: an evidence bundle (zip) that verifies without the appliance.
+
+The bundle holds the records of a time range (content encrypted unless revealed), an
+inclusion proof for each against one signed checkpoint, every earlier checkpoint with
+a consistency proof to it, the public key, and ``verify_bundle.py`` (Python +
+``cryptography`` only).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from appliance.audit.access import Actor, decrypt_entry, record_act, require_reason
+from appliance.audit.checkpoint import verify_checkpoint
+from appliance.audit.log import AuditLog
+from appliance.audit.merkle import MerkleTree
+from appliance.audit.records import AuditEvent, format_time, leaf_bytes
+from appliance.errors import InvalidRequest, VerificationError
+
+__all__ = ["ExportResult", "export_bundle"]
+
+VERIFIER_SOURCE = Path(__file__).with_name("bundle_verifier.py")
+
+README = """Audit evidence bundle from the sovereign inference appliance.
+
+records.jsonl      one record per line: its Merkle leaf (canonical JSON), the encrypted
+                   content envelope (base64) or, if revealed, the content, and its
+                   inclusion proof against checkpoint.txt
+checkpoint.txt     the signed checkpoint (C2SP tlog-checkpoint, Ed25519 signed note)
+checkpoints.jsonl  earlier checkpoints, each with a consistency proof to checkpoint.txt
+public_key.txt     the log's verifier key (<name>+<key id>+<key>)
+manifest.json      origin, time range, counts
+verify_bundle.py   the standalone verifier: python verify_bundle.py THIS.zip --key KEY
+
+Compare public_key.txt with the key you hold independently (pass it with --key), and
+checkpoint.txt with checkpoints a witness kept: a bundle can only prove what its key
+signed.
+"""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    records: int
+    tree_size: int
+    revealed: bool
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def export_bundle(
+    log: AuditLog,
+    out: Path,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    actor: Actor,
+    reveal_reason: str | None = None,
+) -> ExportResult:
+    """Write the bundle; the export (and a reveal, with its reason) is recorded first."""
+    if reveal_reason is not None:
+        reveal_reason = require_reason(reveal_reason)
+    details: dict[str, Any] = {
+        "from": format_time(since) if since else None,
+        "to": format_time(until) if until else None,
+        "reveal": reveal_reason is not None,
+    }
+    if reveal_reason is not None:
+        details["reason"] = reveal_reason
+    record_act(log, actor, AuditEvent.AUDIT_EXPORT, details, path="audit export")
+    log.checkpoint()  # cover everything, the export record included
+    latest = log.store.latest_checkpoint()
+    if latest is None:
+        raise InvalidRequest("the audit log is empty")
+    signed = verify_checkpoint(latest.note, log.verifier, origin=log.origin)
+    tree = MerkleTree(leaf for i, leaf in log.store.iter_leaf_hashes() if i < signed.size)
+    if tree.root() != signed.root_hash:
+        raise VerificationError("stored leaves do not match the latest checkpoint; run verify")
+    lines: list[str] = []
+    for page in log.store.iter_pages():
+        selected = [
+            s
+            for s in page
+            if s.entry.index < signed.size
+            and (since is None or s.entry.record.recorded_at >= since)
+            and (until is None or s.entry.record.recorded_at < until)
+        ]
+        if not selected:
+            continue
+        envelopes = log.store.envelopes(selected[0].entry.index, selected[-1].entry.index + 1)
+        for stored in selected:
+            entry = stored.entry
+            item: dict[str, Any] = {
+                "index": entry.index,
+                "leaf": leaf_bytes(entry).decode("utf-8"),
+                "proof": [_b64(h) for h in tree.inclusion_proof(entry.index, signed.size).hashes],
+                "envelope": _b64(envelopes[entry.index]) if entry.index in envelopes else None,
+            }
+            if reveal_reason is not None and entry.content_sha256 is not None:
+                # The export record above carries the viewer and the reason.
+                content, status = decrypt_entry(log, entry, envelopes.get(entry.index))
+                item["content"] = content
+                item["content_status"] = status
+            lines.append(json.dumps(item, ensure_ascii=False, sort_keys=True))
+    earlier = []
+    for checkpoint in log.store.checkpoints():
+        if checkpoint.tree_size < signed.size:
+            proof = tree.consistency_proof(checkpoint.tree_size, signed.size)
+            earlier.append(
+                json.dumps({"note": checkpoint.note, "proof": [_b64(h) for h in proof.hashes]})
+            )
+    manifest = {
+        "origin": log.origin,
+        "from": details["from"],
+        "to": details["to"],
+        "exported_at": format_time(log.now()),
+        "exported_by": actor.username,
+        "records": len(lines),
+        "tree_size": signed.size,
+        "revealed": reveal_reason is not None,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
+        archive.writestr("records.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+        archive.writestr("checkpoint.txt", latest.note)
+        archive.writestr("checkpoints.jsonl", "\n".join(earlier) + ("\n" if earlier else ""))
+        archive.writestr("public_key.txt", log.verifier.verifier_key() + "\n")
+        archive.writestr("verify_bundle.py", VERIFIER_SOURCE.read_text(encoding="utf-8"))
+        archive.writestr("README.txt", README)
+    return ExportResult(out, len(lines), signed.size, reveal_reason is not None)

@@ -1,0 +1,77 @@
+"""Building the audit log from settings: key provider, signing key, log, writer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from appliance.audit.checkpoint import NoteSigner, NoteVerifier
+from appliance.audit.keyring import SubjectKeyRing
+from appliance.audit.log import AuditLog
+from appliance.audit.writer import GroupCommitWriter
+from appliance.config import Settings
+from appliance.keys.provider import FileKeyProvider, KeyProvider, VaultTransitKeyProvider
+from appliance.keys.signing import load_signer
+
+__all__ = [
+    "audit_key_provider",
+    "audit_signer",
+    "audit_verifier",
+    "group_commit_writer",
+    "open_audit_log",
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def audit_key_provider(settings: Settings) -> KeyProvider:
+    audit = settings.audit
+    if audit.key_provider == "vault":
+        assert audit.vault_url is not None and audit.vault_token is not None  # validated
+        return VaultTransitKeyProvider(
+            audit.vault_url,
+            audit.vault_token.get_secret_value(),
+            audit.vault_key,
+            mount=audit.vault_mount,
+        )
+    path = audit.master_key_file or settings.data_dir / "secrets" / "audit_master_key"
+    return FileKeyProvider.from_file(path)
+
+
+def audit_signer(settings: Settings) -> NoteSigner:
+    path = settings.audit.signing_key_file or settings.data_dir / "secrets" / "audit_signing_key"
+    return load_signer(path, settings.audit.origin)
+
+
+def audit_verifier(settings: Settings) -> NoteVerifier:
+    return audit_signer(settings).verifier()
+
+
+def open_audit_log(
+    settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = _now
+) -> AuditLog:
+    """An opened log (blocking: reads the tail since the latest checkpoint)."""
+    log = AuditLog(
+        engine,
+        keyring=SubjectKeyRing(engine, audit_key_provider(settings)),
+        signer=audit_signer(settings),
+        origin=settings.audit.origin,
+        clock=clock,
+        checkpoint_interval_s=settings.audit.checkpoint_interval_s,
+        record_content=settings.audit.record_content,
+    )
+    log.open()
+    return log
+
+
+def group_commit_writer(settings: Settings, log: AuditLog) -> GroupCommitWriter:
+    return GroupCommitWriter(
+        log,
+        max_records=settings.audit.batch_max_records,
+        max_wait_ms=settings.audit.batch_max_wait_ms,
+        checkpoint_interval_s=settings.audit.checkpoint_interval_s,
+    )

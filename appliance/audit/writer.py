@@ -1,0 +1,138 @@
+"""Group commit: many concurrent appends, one transaction per batch.
+
+A batch closes when it holds ``max_records`` records or ``max_wait_ms`` has passed
+since its first record; records that arrive while a batch commits form the next one.
+Each caller's ``append`` returns only once its batch is committed, and raises if the
+batch failed (the gateway then refuses the request: fail closed). When the log is
+idle the writer signs a checkpoint for records a cadence tick left uncovered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import anyio.to_thread
+
+from appliance.audit.log import AuditLog
+from appliance.audit.records import AuditRecord
+
+__all__ = ["GroupCommitWriter"]
+
+logger = logging.getLogger("appliance.audit.writer")
+
+_Item = tuple[AuditRecord, "asyncio.Future[None]"]
+
+
+class GroupCommitWriter:
+    """An :class:`~appliance.audit.sink.AuditSink` in front of an :class:`AuditLog`."""
+
+    def __init__(
+        self,
+        log: AuditLog,
+        *,
+        max_records: int = 256,
+        max_wait_ms: float = 2.0,
+        checkpoint_interval_s: float = 10.0,
+    ) -> None:
+        self._log = log
+        self._max_records = max_records
+        self._max_wait_s = max_wait_ms / 1000
+        self._interval_s = checkpoint_interval_s
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def log(self) -> AuditLog:
+        return self._log
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
+
+    async def append(self, record: AuditRecord) -> None:
+        if self._closed or self._task is None or self._task.done():
+            raise OSError("the audit writer is not running")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((record, future))
+        # Shielded: a cancelled caller (client gone) must not cancel the commit others
+        # share; the record is written either way.
+        await asyncio.shield(future)
+
+    async def checkpoint(self) -> None:
+        await anyio.to_thread.run_sync(self._log.checkpoint)
+
+    async def stop(self) -> None:
+        """Commit what is queued, sign a final checkpoint, stop."""
+        if self._task is None:
+            return
+        self._closed = True
+        self._queue.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await self._task
+        self._task = None
+        try:
+            await anyio.to_thread.run_sync(self._log.checkpoint)
+        except Exception:
+            logger.exception("final audit checkpoint failed")
+
+    async def _next(self, timeout_s: float) -> _Item | bool | None:
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout_s)
+        except TimeoutError:
+            return False
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._next(self._interval_s)
+            if first is False:  # idle for a cadence interval: cover the tail
+                if self._log.uncovered:
+                    try:
+                        await anyio.to_thread.run_sync(self._log.checkpoint)
+                    except Exception:
+                        logger.exception("periodic audit checkpoint failed")
+                continue
+            if first is None:
+                return
+            assert not isinstance(first, bool)
+            batch: list[_Item] = [first]
+            stop = False
+            deadline = loop.time() + self._max_wait_s
+            while len(batch) < self._max_records:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    got = await self._next(remaining)
+                    if got is False:
+                        break
+                    item = got  # type: ignore[assignment]
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            await self._commit(batch)
+            if stop:
+                return
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        records = [record for record, _future in batch]
+        try:
+            await anyio.to_thread.run_sync(self._log.append_batch, records)
+        except Exception as exc:
+            logger.error("audit batch of %d records failed: %s", len(batch), type(exc).__name__)
+            for _record, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+                    # A caller that went away (shielded await) never reads it: mark it
+                    # retrieved so asyncio does not log it; awaiting still raises.
+                    future.exception()
+            return
+        for _record, future in batch:
+            if not future.done():
+                future.set_result(None)

@@ -1,0 +1,293 @@
+"""``appliance audit verify|search|show|prove|export|shred|checkpoint|public-key|retention``.
+
+Thin: each command parses, calls appliance.audit, prints. Acts that touch content
+(show, export --reveal, shred, retention) are recorded in the log before they happen,
+with the operator's name (``--actor``, default: the OS user) and the reason.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from appliance.audit.access import (
+    Actor,
+    apply_retention,
+    inclusion_proof_for,
+    record_act,
+    reveal,
+    search_details,
+    shred_subject,
+)
+from appliance.audit.checkpoint import NoteVerifier
+from appliance.audit.export import export_bundle
+from appliance.audit.log import AuditLog
+from appliance.audit.records import AuditEvent, metadata_of
+from appliance.audit.store import SearchFilter, SqlAuditStore
+from appliance.audit.verify import verify_log
+from appliance.audit.wiring import audit_verifier, open_audit_log
+from appliance.cli.common import ConfigOption, console, settings_from
+from appliance.config import Settings
+from appliance.db import create_db_engine
+from appliance.errors import InvalidRequest
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="The tamper-evident audit log: verify, search, reveal, prove, export, erase.",
+    no_args_is_help=True,
+)
+retention_app = typer.Typer(help="Retention of encrypted content.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
+ActorOption = Annotated[
+    str | None,
+    typer.Option("--actor", help="Who acts (recorded); default: the OS user", show_default=False),
+]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", help="Why (recorded with the act), e.g. a case number")
+]
+
+
+def _actor(name: str | None) -> Actor:
+    username = name or getpass.getuser()
+    return Actor(subject=f"cli:{username}", username=username, auth_method="cli")
+
+
+@contextmanager
+def _store(config: Path | None) -> Iterator[tuple[Settings, SqlAuditStore]]:
+    settings = settings_from(config)
+    engine = create_db_engine(settings.database_url)
+    try:
+        yield settings, SqlAuditStore(engine)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _log(config: Path | None) -> Iterator[AuditLog]:
+    settings = settings_from(config)
+    engine = create_db_engine(settings.database_url)
+    try:
+        yield open_audit_log(settings, engine)
+    finally:
+        engine.dispose()
+
+
+def _time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"{option}: not an ISO date or time: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _verifier(settings: Settings, key: str | None) -> NoteVerifier:
+    if key is None:
+        return audit_verifier(settings)
+    text = Path(key).read_text(encoding="ascii") if Path(key).is_file() else key
+    return NoteVerifier.from_verifier_key(text)
+
+
+@app.command("verify")
+def verify(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="A checkpoint kept outside the appliance (e.g. by a witness)"),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(help="Verifier key (text or file); default: from the signing key file"),
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes that re-encode records")
+    ] = 2,
+    config: ConfigOption = None,
+) -> None:
+    """Recompute the tree from the stored records and check every checkpoint.
+
+    Exits non-zero naming the first bad record on any tampering."""
+    with _store(config) as (settings, store):
+        verifier = _verifier(settings, key)
+        external = checkpoint.read_text(encoding="utf-8") if checkpoint else None
+        report = verify_log(
+            store, verifier, origin=settings.audit.origin, external=external, jobs=jobs
+        )
+    console.print(
+        f"OK: {report.records} records, {report.checkpoints} checkpoints; latest signed "
+        f"checkpoint covers {report.latest_checkpoint}",
+        highlight=False,
+    )
+    if report.uncovered:
+        console.print(
+            f"{report.uncovered} newer records are not yet covered by a checkpoint "
+            "(`appliance audit checkpoint` signs one now)",
+            highlight=False,
+        )
+    if report.external_checkpoint is not None:
+        console.print(f"outside checkpoint at size {report.external_checkpoint}: consistent")
+    if report.contents_dropped:
+        console.print(f"{report.contents_dropped} contents dropped by retention (leaves intact)")
+
+
+@app.command("search")
+def search(
+    user: Annotated[str | None, typer.Option(help="Username")] = None,
+    subject: Annotated[str | None, typer.Option(help="Principal subject (sub)")] = None,
+    team: Annotated[str | None, typer.Option()] = None,
+    model: Annotated[str | None, typer.Option()] = None,
+    event: Annotated[str | None, typer.Option(help="e.g. inference.request, audit.read")] = None,
+    status: Annotated[str | None, typer.Option(help="Outcome: ok, denied, invalid, ...")] = None,
+    since: Annotated[str | None, typer.Option("--from", help="ISO time (UTC if no zone)")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="ISO time, exclusive")] = None,
+    denials: Annotated[bool, typer.Option("--denials", help="Only refused requests")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=100000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    actor: ActorOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Search record metadata (content stays encrypted; use `show` to read it). The
+    search itself is recorded."""
+    where = SearchFilter(
+        subject=subject, username=user, team=team, model=model, event=event, outcome=status,
+        since=_time(since, "--from"), until=_time(until, "--to"), denials_only=denials,
+        limit=limit,
+    )  # fmt: skip
+    with _log(config) as log:
+        record_act(
+            log, _actor(actor), AuditEvent.AUDIT_SEARCH, search_details(where), path="audit search"
+        )
+        found = log.store.search(where)
+    if as_json:
+        for stored in found:
+            typer.echo(
+                json.dumps({"index": stored.entry.index, **metadata_of(stored.entry.record)})
+            )
+        return
+    table = Table()
+    for heading in ("#", "time", "event", "user", "team", "model", "outcome", "record id"):
+        table.add_column(heading, no_wrap=heading == "record id")
+    for stored in found:
+        record = stored.entry.record
+        table.add_row(
+            str(stored.entry.index),
+            record.recorded_at.strftime("%Y-%m-%d %H:%M:%S"),
+            str(record.event),
+            record.username or "-",
+            record.team or "-",
+            record.model or "-",
+            str(record.outcome),
+            record.record_id,
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    record_id: str, reason: ReasonOption, actor: ActorOption = None, config: ConfigOption = None
+) -> None:
+    """Decrypt and print one record. The viewer and the reason are recorded first."""
+    with _log(config) as log:
+        shown = reveal(log, record_id, actor=_actor(actor), reason=reason)
+    document: dict[str, Any] = {
+        "index": shown.index,
+        **metadata_of(shown.record),
+        "content_status": shown.status,
+        "content": shown.content,
+    }
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@app.command("prove")
+def prove(record_id: str, config: ConfigOption = None) -> None:
+    """Print an inclusion proof (JSON) of a record against the latest checkpoint."""
+    with _store(config) as (settings, store):
+        document = inclusion_proof_for(
+            store, record_id, origin=settings.audit.origin, verifier=audit_verifier(settings)
+        )
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@app.command("checkpoint")
+def checkpoint(config: ConfigOption = None) -> None:
+    """Sign a checkpoint for the current log now, and print the latest."""
+    with _log(config) as log:
+        log.checkpoint()
+        latest = log.store.latest_checkpoint()
+    if latest is None:
+        raise InvalidRequest("the audit log is empty")
+    typer.echo(latest.note, nl=False)
+
+
+@app.command("public-key")
+def public_key(config: ConfigOption = None) -> None:
+    """Print the verifier key for checkpoints (give it to auditors and witnesses)."""
+    typer.echo(audit_verifier(settings_from(config)).verifier_key())
+
+
+@app.command("export")
+def export(
+    out: Annotated[Path, typer.Option("--out", help="The bundle to write (.zip)")],
+    since: Annotated[str | None, typer.Option("--from", help="ISO time (UTC if no zone)")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="ISO time, exclusive")] = None,
+    reveal_content: Annotated[
+        bool, typer.Option("--reveal", help="Decrypt content into the bundle (needs --reason)")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (required with --reveal)")] = None,
+    actor: ActorOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write an evidence bundle that verifies with its own standalone verifier."""
+    if reveal_content and not reason:
+        raise InvalidRequest("--reveal needs --reason")
+    with _log(config) as log:
+        result = export_bundle(
+            log, out, since=_time(since, "--from"), until=_time(until, "--to"),
+            actor=_actor(actor), reveal_reason=reason if reveal_content else None,
+        )  # fmt: skip
+    console.print(
+        f"wrote {result.path}: {result.records} records, proofs against tree size "
+        f"{result.tree_size}{' (content revealed)' if result.revealed else ''}",
+        highlight=False,
+    )
+
+
+@app.command("shred")
+def shred(
+    subject: Annotated[str, typer.Option(help="The principal subject (sub) to erase")],
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Crypto-shred a subject: destroy its keys. Content becomes unreadable; every
+    record, leaf and proof stays valid."""
+    with _log(config) as log:
+        count = shred_subject(log, subject, actor=_actor(actor), reason=reason)
+    console.print(f"destroyed {count} key(s) of {subject}", highlight=False)
+
+
+@retention_app.command("apply")
+def retention_apply(
+    days: Annotated[
+        int | None, typer.Option(min=1, help="Default: audit.retention_days from settings")
+    ] = None,
+    actor: ActorOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Drop encrypted content older than the retention period (leaves stay)."""
+    settings = settings_from(config)
+    with _log(config) as log:
+        dropped = apply_retention(
+            log, days=days or settings.audit.retention_days, actor=_actor(actor)
+        )
+    console.print(f"dropped content of {dropped} record(s)")

@@ -1,0 +1,153 @@
+"""The compliance API: checkpoints for witnesses, search, proofs, audited reading.
+
+Every route needs the role ``appliance-auditor``, except ``GET /audit/checkpoint``,
+which an outside witness (role ``appliance-witness``) may also fetch to keep copies.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+
+from appliance.audit.access import Actor, inclusion_proof_for, record_act, reveal, search_details
+from appliance.audit.log import AuditLog
+from appliance.audit.records import AuditEvent, metadata_of
+from appliance.audit.store import SearchFilter, StoredEntry
+from appliance.audit.writer import GroupCommitWriter
+from appliance.errors import AuditUnavailable, ModelNotFound
+from appliance.gateway.deps import AuditDep, ServicesDep, require_role
+from appliance.gateway.services import GatewayServices
+from appliance.identity.principal import Principal
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+AUDITOR = "appliance-auditor"
+WITNESS = "appliance-witness"
+AuditorDep = Annotated[Principal, require_role(AUDITOR)]
+WitnessDep = Annotated[Principal, require_role(AUDITOR, WITNESS)]
+
+
+class RevealRequest(BaseModel):
+    reason: str = Field(min_length=3, max_length=500)
+
+
+def _log(services: GatewayServices) -> AuditLog:
+    if isinstance(services.audit, GroupCommitWriter):
+        return services.audit.log
+    raise AuditUnavailable("the audit log is not available in this gateway")
+
+
+def _actor(principal: Principal, request: Request) -> Actor:
+    return Actor(
+        subject=principal.subject,
+        username=principal.username,
+        auth_method=principal.auth_method.value,
+        client_addr=request.client.host if request.client else None,
+        team=principal.team,
+    )
+
+
+def _entry(stored: StoredEntry) -> dict[str, Any]:
+    entry = stored.entry
+    return {
+        "index": entry.index,
+        **metadata_of(entry.record),
+        "content": None
+        if entry.content_sha256 is None
+        else {"key": entry.content_key_id, "sha256": entry.content_sha256.hex()},
+    }
+
+
+@router.get("/checkpoint", response_class=PlainTextResponse, summary="Latest signed checkpoint")
+async def latest_checkpoint(_principal: WitnessDep, store: AuditDep) -> PlainTextResponse:
+    checkpoint = await anyio.to_thread.run_sync(store.latest_checkpoint)
+    if checkpoint is None:
+        raise ModelNotFound("no checkpoint has been signed yet", code="no_checkpoint")
+    return PlainTextResponse(checkpoint.note, media_type="text/plain; charset=utf-8")
+
+
+@router.post("/checkpoint", response_class=PlainTextResponse, summary="Sign a checkpoint now")
+async def sign_checkpoint_now(
+    _principal: AuditorDep, services: ServicesDep, store: AuditDep
+) -> PlainTextResponse:
+    log = _log(services)
+    await anyio.to_thread.run_sync(log.checkpoint)
+    checkpoint = await anyio.to_thread.run_sync(store.latest_checkpoint)
+    if checkpoint is None:
+        raise ModelNotFound("the log is empty", code="no_checkpoint")
+    return PlainTextResponse(checkpoint.note, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/records", summary="Search record metadata (never content)")
+async def search_records(
+    principal: AuditorDep,
+    store: AuditDep,
+    services: ServicesDep,
+    request: Request,
+    subject: str | None = None,
+    username: str | None = None,
+    team: str | None = None,
+    model: str | None = None,
+    event: str | None = None,
+    outcome: str | None = None,
+    request_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    denials: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    where = SearchFilter(
+        subject=subject, username=username, team=team, model=model, event=event,
+        outcome=outcome, request_id=request_id, since=since, until=until,
+        denials_only=denials, limit=limit,
+    )  # fmt: skip
+    log = _log(services)
+    actor = _actor(principal, request)
+
+    def run() -> list[StoredEntry]:
+        record_act(
+            log, actor, AuditEvent.AUDIT_SEARCH, search_details(where),
+            path="GET /audit/records", method="GET",
+        )  # fmt: skip
+        return store.search(where)
+
+    found = await anyio.to_thread.run_sync(run)
+    return {"records": [_entry(item) for item in found]}
+
+
+@router.get("/records/{record_id}/proof", summary="Inclusion proof against the latest checkpoint")
+async def record_proof(
+    record_id: str, _principal: AuditorDep, services: ServicesDep, store: AuditDep
+) -> dict[str, Any]:
+    log = _log(services)
+    return await anyio.to_thread.run_sync(
+        lambda: inclusion_proof_for(store, record_id, origin=log.origin, verifier=log.verifier)
+    )
+
+
+@router.post("/records/{record_id}/reveal", summary="Decrypt content (recorded, with reason)")
+async def reveal_record(
+    record_id: str,
+    body: RevealRequest,
+    principal: AuditorDep,
+    services: ServicesDep,
+    request: Request,
+) -> dict[str, Any]:
+    log = _log(services)
+    actor = _actor(principal, request)
+    shown = await anyio.to_thread.run_sync(
+        lambda: reveal(log, record_id, actor=actor, reason=body.reason, via="POST /audit/reveal")
+    )
+    return {
+        "index": shown.index,
+        **metadata_of(shown.record),
+        "content_status": shown.status,
+        "content": shown.content,
+    }

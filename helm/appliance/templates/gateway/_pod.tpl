@@ -1,0 +1,65 @@
+{{/* The gateway's environment: secrets only by reference. appliance.gateway.env $ */}}
+{{- define "appliance.gateway.env" -}}
+{{- $secret := include "appliance.secretName" . -}}
+{{- $keys := .Values.secrets.keys -}}
+- name: APPLIANCE_CONFIG
+  value: /etc/appliance/appliance.yaml
+- name: APPLIANCE_DATABASE__URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.databaseUrl }}
+- name: APPLIANCE_ENGINE__API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.engineApiKey }}
+- name: APPLIANCE_AUTH__API_KEY_PEPPER
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.apiKeyPepper }}
+{{- if .Values.keycloak.enabled }}
+- name: APPLIANCE_OIDC__GATEWAY_CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.oidcGatewayClientSecret }}
+      optional: true
+{{- end }}
+{{- end -}}
+
+{{- define "appliance.gateway.volumeMounts" -}}
+- name: config
+  mountPath: /etc/appliance
+  readOnly: true
+- name: secrets
+  mountPath: /var/run/appliance/secrets
+  readOnly: true
+- name: data
+  mountPath: /var/lib/appliance
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{- define "appliance.gateway.volumes" -}}
+{{- $root := .root -}}
+- name: config
+  configMap:
+    name: {{ include "appliance.componentname" (dict "root" $root "component" (printf "config%s" .configSuffix)) }}
+- name: secrets
+  secret:
+    secretName: {{ include "appliance.secretName" $root }}
+    defaultMode: 0400
+    items:
+      - key: {{ $root.Values.secrets.keys.auditMasterKey }}
+        path: audit_master_key
+      - key: {{ $root.Values.secrets.keys.auditSigningKey }}
+        path: audit_signing_key
+- name: data
+  emptyDir:
+    sizeLimit: 1Gi
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- end -}}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Test tools outside the venv, called by `make install`; safe to re-run.
+#  - the test identity provider (npm oidc-provider, pinned by tests/oidc/package-lock.json)
+#  - Debian's chromium for the browser tests (never a browser downloaded by a test tool)
+# Each is skipped with a message when this machine cannot install it; the tests that
+# need it then skip with the reason (CI sets APPLIANCE_TEST_REQUIRE_OIDC=1 to fail instead).
+set -euo pipefail
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "test identity provider (tests/oidc: npm ci)"
+if command -v npm >/dev/null 2>&1; then
+    (cd tests/oidc && npm ci --no-audit --no-fund)
+else
+    echo "npm not found: the identity-provider tests will be skipped"
+fi
+
+step "chromium for browser tests"
+if [ -x /usr/bin/chromium ]; then
+    echo "found /usr/bin/chromium"
+elif [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+        || echo "could not install chromium: the browser tests will be skipped"
+else
+    echo "no /usr/bin/chromium and no root apt-get: the browser tests will be skipped"
+fi

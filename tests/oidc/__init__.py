@@ -1,0 +1,1 @@
+"""The test identity provider (npm oidc-provider, Keycloak-shaped) and its helpers."""
