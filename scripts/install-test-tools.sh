@@ -2,6 +2,7 @@
 # Test tools outside the venv, called by `make install`; safe to re-run.
 #  - the test identity provider (npm oidc-provider, pinned by tests/oidc/package-lock.json)
 #  - Debian's chromium for the browser tests (never a browser downloaded by a test tool)
+#  - Debian's nftables, to check the rendered egress rules
 # Each is skipped with a message when this machine cannot install it; the tests that
 # need it then skip with the reason (CI sets APPLIANCE_TEST_REQUIRE_OIDC=1 to fail instead).
 set -euo pipefail
@@ -13,6 +14,16 @@ if command -v npm >/dev/null 2>&1; then
     (cd tests/oidc && npm ci --no-audit --no-fund)
 else
     echo "npm not found: the identity-provider tests will be skipped"
+fi
+
+step "nftables for the egress-lockdown tests (nft -c checks the rendered rules)"
+if command -v nft >/dev/null 2>&1; then
+    echo "found $(command -v nft)"
+elif [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables \
+        || echo "could not install nftables: the nft checks will be skipped"
+else
+    echo "no nft and no root apt-get: the nft checks will be skipped"
 fi
 
 step "chromium for browser tests"
