@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(ENGINE_EXTRA)
 
 # `make` alone deploys (issue 8); without a site inventory it only says how to start.
 .DEFAULT_GOAL := deploy
-.PHONY: help install up serve test test-fast test-e2e test-deploy lint format clean bench deploy deploy-inventory
+.PHONY: help install up serve test test-fast test-e2e test-deploy lint format clean bench soak deploy deploy-inventory
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,8 +38,12 @@ test-fast: $(STAMP) $(TEST_TOOLS) ## Everything but the real-engine tests (secon
 test-e2e: $(STAMP) ## Only the real-engine tests
 	$(PY) -m pytest -m e2e
 
-bench: $(STAMP) ## Audit-log benchmarks -> bench/results/*.json (BENCH_ARGS, e.g. --postgres URL)
+bench: $(STAMP) ## Audit-log and gateway-overhead benchmarks -> bench/results/*.json (BENCH_ARGS, GATEWAY_BENCH_ARGS)
 	$(PY) bench/audit_bench.py $(BENCH_ARGS)
+	$(PY) bench/gateway_bench.py --profile $(GATEWAY_BENCH_ARGS)
+
+soak: $(STAMP) ## Moderate load for SOAK_SECONDS (600) at SOAK_RATE (20/s): no errors, memory +<10 %, no lost record
+	$(PY) bench/soak.py
 
 # TARGET=baremetal (default): Ansible against INVENTORY, planned from the inventory
 # (docs/ansible.md: CHECK=1 for a dry run with a diff, ANSIBLE_ARGS).

@@ -30,10 +30,17 @@ __all__ = [
     "AuthSettings",
     "DatabaseSettings",
     "EngineSettings",
+    "EngineTlsSettings",
     "GatewaySettings",
+    "LimitRule",
+    "LimitsSettings",
+    "NetworkSettings",
     "OidcSettings",
+    "PolicyRoute",
     "PolicySettings",
+    "RoutingSettings",
     "Settings",
+    "TelemetrySettings",
     "UpstreamSettings",
     "load_settings",
     "masked_settings",
@@ -99,6 +106,61 @@ class UpstreamSettings(_Section):
         return value.rstrip("/")
 
 
+class PolicyRoute(_Section):
+    """Send requests for ``model`` to ``to`` when the caller holds ``role`` and/or sends
+    ``header`` (``name=value``, e.g. ``x-appliance-route=r1``)."""
+
+    model: str
+    to: str
+    role: str | None = None
+    header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]+=.+$")
+
+
+class RoutingSettings(_Section):
+    """How requests spread over engine replicas (several upstreams with one model)."""
+
+    prefix_affinity: bool = Field(
+        default=False,
+        description="Send requests sharing a conversation start or system prompt to the same "
+        "replica (vLLM prefix cache); least outstanding requests otherwise",
+    )
+    affinity_max_imbalance: int = Field(
+        default=4,
+        ge=0,
+        description="Leave the affine replica when it has this many more "
+        "requests in flight than the least busy one",
+    )
+    health_interval_s: float = Field(
+        default=10.0, ge=0, description="Active health checks (GET /health); 0 turns them off"
+    )
+    failure_threshold: int = Field(
+        default=3, ge=1, description="Consecutive failures that open a replica's circuit"
+    )
+    circuit_open_s: float = Field(default=30.0, gt=0, description="How long a circuit stays open")
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="On shutdown, wait this long for requests in flight"
+    )
+    aliases: dict[str, str] = Field(
+        default_factory=dict, description="Model alias -> served model (deepseek: deepseek-v3)"
+    )
+    policy_routes: list[PolicyRoute] = Field(default_factory=list)
+
+
+class EngineTlsSettings(_Section):
+    """TLS to engines on other hosts (https:// upstreams): the CA that signed their
+    certificates and the gateway's client certificate for mutual TLS."""
+
+    ca_file: Path | None = Field(default=None, description="CA bundle for engine certificates")
+    cert_file: Path | None = Field(default=None, description="Gateway client certificate (mTLS)")
+    key_file: Path | None = Field(default=None, description="Its private key")
+
+    @model_validator(mode="after")
+    def _pair(self) -> EngineTlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("engine_tls.cert_file and key_file go together")
+        return self
+
+
 class GatewaySettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -108,8 +170,26 @@ class GatewaySettings(_Section):
         default=600.0, gt=0, description="Longest wait for the engine's next byte"
     )
     upstreams: list[UpstreamSettings] = Field(
-        default_factory=list, description="Default: the local engine's served model"
+        default_factory=list,
+        description="Default: the local engine's served model; list a model several times "
+        "for several replicas",
     )
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    engine_tls: EngineTlsSettings = Field(default_factory=EngineTlsSettings)
+    tls_cert_file: Path | None = Field(
+        default=None, description="Serve HTTPS with this certificate (TLS 1.2 minimum)"
+    )
+    tls_key_file: Path | None = Field(default=None, description="Its private key")
+    tls_client_ca_file: Path | None = Field(
+        default=None, description="Verify client certificates signed by this CA when sent"
+    )
+    hsts_max_age_s: int = Field(default=31_536_000, ge=0, description="HSTS on HTTPS; 0: off")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewaySettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("gateway.tls_cert_file and tls_key_file go together")
+        return self
 
 
 class AuthSettings(_Section):
@@ -220,6 +300,59 @@ class PolicySettings(_Section):
     )
 
 
+class LimitRule(_Section):
+    """One set of limits; an absent field means no limit of that kind."""
+
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute")
+    tpm: int | None = Field(
+        default=None, ge=1, description="Tokens per minute (prompt plus completion)"
+    )
+    concurrency: int | None = Field(default=None, ge=1, description="Requests in flight")
+
+
+class LimitsSettings(_Section):
+    """Rate limits and token quotas per principal (by role) and per team (docs/gateway.md)."""
+
+    store: Literal["memory", "redis"] = Field(
+        default="memory", description="memory: one gateway process; redis: shared by replicas"
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="redis:// or rediss:// (TLS, verified) URL of the shared store"
+    )
+    redis_ca_file: Path | None = Field(default=None, description="CA file for rediss://")
+    key_prefix: str = Field(default="appliance:limits", description="Prefix of every Redis key")
+    roles: dict[str, LimitRule] = Field(
+        default_factory=dict,
+        description="Role -> limits for each principal holding it; the most generous of a "
+        "principal's roles applies; principals with none of these roles are not limited",
+    )
+    teams: dict[str, LimitRule] = Field(
+        default_factory=dict,
+        description="Team -> limits shared by its members; '*' applies to every other team",
+    )
+    default_max_tokens: int = Field(
+        default=1024, ge=1, description="Tokens reserved for an answer when max_tokens is absent"
+    )
+    lease_ttl_s: float = Field(
+        default=3600.0, gt=0, description="A concurrency slot a crashed gateway held expires"
+    )
+    priority: dict[str, int] = Field(
+        default_factory=dict,
+        description="Role -> vLLM request priority (lower runs first; engines started with "
+        "--scheduling-policy priority); the lowest of a principal's roles is sent",
+    )
+
+    @model_validator(mode="after")
+    def _redis_url_when_redis(self) -> LimitsSettings:
+        if self.store == "redis" and self.redis_url is None:
+            raise ValueError("limits.redis_url is required when limits.store is redis")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.roles or self.teams)
+
+
 class AuditSettings(_Section):
     """The tamper-evident, encrypted audit log (docs/audit.md)."""
 
@@ -263,6 +396,48 @@ class AuditSettings(_Section):
         return self
 
 
+class TelemetrySettings(_Section):
+    """Metrics, traces and logs. Nothing is exported unless an on-premises endpoint is
+    configured; prompt and answer text never appears in any of them."""
+
+    metrics_enabled: bool = Field(default=True, description="Serve Prometheus /metrics")
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint of the on-prem collector, e.g. "
+        "https://otel.example.internal:4318/v1/traces; none: no export",
+    )
+    otlp_ca_file: Path | None = Field(default=None, description="CA file for the collector")
+    service_name: str = "appliance-gateway"
+    provider_name: str = Field(
+        default="vllm", description="gen_ai.provider.name (no registered value for vLLM)"
+    )
+    json_logs: bool = Field(default=True, description="One JSON object per log line")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    _endpoint = field_validator("otlp_endpoint")(_http_base_url)
+
+
+class NetworkSettings(_Section):
+    """What counts as "on the premises" (``appliance doctor``)."""
+
+    allowed_networks: list[str] = Field(
+        default_factory=lambda: [
+            "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+            "fc00::/7", "fe80::/10",
+        ],
+        description="CIDRs every configured endpoint must resolve into",
+    )  # fmt: skip
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="APPLIANCE_", env_nested_delimiter="__", extra="forbid"
@@ -276,6 +451,9 @@ class Settings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -343,6 +521,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigurationError(f"invalid configuration ({path}): not YAML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(f"invalid configuration ({path}): not UTF-8") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigurationError(f"invalid configuration ({path}): top level must be a map")
         data = loaded or {}

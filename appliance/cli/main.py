@@ -6,7 +6,20 @@ import sys
 
 import typer
 
-from appliance.cli import audit, config_cmd, db, engine, identity, keys, models, plan, serve, up
+from appliance.cli import (
+    audit,
+    certs,
+    config_cmd,
+    db,
+    doctor,
+    engine,
+    identity,
+    keys,
+    models,
+    plan,
+    serve,
+    up,
+)
 from appliance.cli.common import err_console
 from appliance.errors import ApplianceError
 
@@ -23,6 +36,7 @@ app = typer.Typer(
 app.command("up")(up.up)
 app.command("serve")(serve.serve)
 app.command("plan")(plan.plan)
+app.command("doctor")(doctor.doctor)
 app.add_typer(engine.app, name="engine")
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
@@ -30,6 +44,7 @@ app.add_typer(identity.app, name="identity")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
+app.add_typer(certs.app, name="certs")
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "audit_contents",
     "audit_log",
     "audit_subject_keys",
+    "conversations",
     "metadata",
 ]
 
@@ -113,4 +114,19 @@ audit_subject_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("shredded_at", DateTime(timezone=True), nullable=True),
     Index("ix_audit_subject_keys_subject", "subject"),
+)
+
+# Chat conversations of the browser UI (appliance/conversations). Title and messages
+# are one envelope sealed under the owner's audit subject key, so shredding a subject
+# (``appliance audit shred``) makes their chats unreadable too.
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("conversation_id", String(32), primary_key=True),
+    Column("subject", String(200), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_conversations_subject", "subject"),
 )

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 import httpx
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from appliance import __version__
 from appliance.audit.sink import AuditSink
@@ -15,20 +17,37 @@ from appliance.audit.wiring import group_commit_writer, open_audit_log
 from appliance.config import Settings
 from appliance.db.engine import create_db_engine
 from appliance.gateway.errors import install_error_handlers
-from appliance.gateway.middleware import RequestIdMiddleware, UnexpectedErrorMiddleware
+from appliance.gateway.middleware import (
+    HeaderLimitMiddleware,
+    RequestIdMiddleware,
+    UnexpectedErrorMiddleware,
+)
 from appliance.gateway.routes import (
     admin_router,
     audit_router,
     auth_router,
+    console_router,
+    conversations_router,
     health_router,
     openai_router,
+    ui_admin_router,
+    ui_router,
 )
 from appliance.gateway.services import GatewayServices
+from appliance.gateway.tls import HstsMiddleware
 from appliance.gateway.upstream import Upstream
 from appliance.identity.apikeys import ApiKeyService
 from appliance.identity.keycloak import KeycloakGateway, build_verifier
 from appliance.identity.sessions import SessionStore
 from appliance.keys.deployment import DeploymentSecrets, deployment_secrets
+from appliance.limits import build_limiter
+from appliance.telemetry import (
+    GatewayMetrics,
+    Telemetry,
+    build_tracer_provider,
+    metrics_router,
+)
+from appliance.ui import STATIC_DIR
 
 __all__ = ["create_app"]
 
@@ -39,6 +58,7 @@ def create_app(
     secrets: DeploymentSecrets | None = None,
     audit_sink: AuditSink | None = None,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
     """Build the gateway. The database must already be migrated (``appliance db
     upgrade``, which ``appliance up`` runs). ``audit_sink`` and ``upstream_transport``
@@ -47,14 +67,27 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = secrets or deployment_secrets(settings)
+        metrics = GatewayMetrics()
+        telemetry = Telemetry(
+            settings.telemetry,
+            metrics,
+            build_tracer_provider(settings.telemetry, exporter=span_exporter),
+        )
         database = create_db_engine(settings.database_url)
+        replicas: dict[str, list[str]] = {}
+        for route in settings.effective_upstreams():  # a model listed twice: two replicas
+            replicas.setdefault(route.model, []).append(route.url)
         upstream = Upstream(
-            {route.model: route.url for route in settings.effective_upstreams()},
+            replicas,
             api_key=resolved.engine_api_key,
             connect_timeout_s=settings.gateway.connect_timeout_s,
             read_timeout_s=settings.gateway.upstream_timeout_s,
             transport=upstream_transport,
+            routing=settings.gateway.routing,
+            tls=settings.gateway.engine_tls,
+            on_attempt=metrics.upstream_attempt,
         )
+        upstream.start()
         # The sealed audit log, unless a test swapped in its own sink. Opening it checks
         # the latest signed checkpoint; a log that fails that check keeps the gateway down.
         audit_writer = None
@@ -71,12 +104,22 @@ def create_app(
             api_keys=ApiKeyService(database, resolved.api_key_pepper),
             audit=audit,
             upstream=upstream,
+            limiter=(
+                build_limiter(settings.limits, on_refusal=metrics.limit_refused)
+                if settings.limits.enabled
+                else None
+            ),
+            telemetry=telemetry,
         )
         keycloak = None
         if settings.oidc.enabled:
             keycloak = KeycloakGateway(settings.oidc)
             app.state.services.keycloak = keycloak
             app.state.services.identity = build_verifier(settings.oidc, keycloak)
+            app.state.services.sessions = SessionStore(
+                ttl_s=settings.oidc.session_ttl_s, idle_s=settings.oidc.session_idle_s
+            )
+        else:  # browser sign-in with an API key (appliance/gateway/routes/ui.py)
             app.state.services.sessions = SessionStore(
                 ttl_s=settings.oidc.session_ttl_s, idle_s=settings.oidc.session_idle_s
             )
@@ -87,7 +130,12 @@ def create_app(
                 await keycloak.aclose()
             if audit_writer is not None:
                 await audit_writer.stop()
+            # Draining: requests in flight finish before the engines' client closes.
+            await upstream.drain(settings.gateway.routing.drain_timeout_s)
             await upstream.aclose()
+            if app.state.services.limiter is not None:
+                await app.state.services.limiter.store.aclose()
+            telemetry.shutdown()
             database.dispose()
 
     app = FastAPI(
@@ -101,9 +149,18 @@ def create_app(
     # Added last = outermost: the request id wraps everything, including the 500s.
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HeaderLimitMiddleware)
+    if settings.gateway.tls_cert_file is not None and settings.gateway.hsts_max_age_s:
+        app.add_middleware(HstsMiddleware, max_age_s=settings.gateway.hsts_max_age_s)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(openai_router)
     app.include_router(admin_router)
     app.include_router(auth_router)
     app.include_router(audit_router)
+    app.include_router(ui_router)
+    app.include_router(conversations_router)
+    app.include_router(console_router)
+    app.include_router(ui_admin_router)
+    app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     return app

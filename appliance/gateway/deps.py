@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import Depends, Request
+from sqlalchemy.exc import SQLAlchemyError
 
 from appliance.audit.store import SqlAuditStore
 from appliance.errors import AuthenticationFailed, ModelNotFound, PermissionDenied
@@ -13,6 +14,7 @@ from appliance.gateway.context import RequestContext, request_context
 from appliance.gateway.services import GatewayServices
 from appliance.identity.apikeys import API_KEY_PREFIX
 from appliance.identity.browser import BrowserSignIn
+from appliance.identity.oidc import IdentityUnavailable
 from appliance.identity.principal import Principal
 from appliance.identity.sessions import BrowserSession
 
@@ -119,9 +121,12 @@ async def current_principal(
     elif services.identity is not None and not token.startswith(API_KEY_PREFIX):
         principal = await services.identity.principal(token, now=services.clock().timestamp())
     else:
-        record = await anyio.to_thread.run_sync(
-            lambda: services.api_keys.authenticate(token, now=services.clock())
-        )
+        try:
+            record = await anyio.to_thread.run_sync(
+                lambda: services.api_keys.authenticate(token, now=services.clock())
+            )
+        except SQLAlchemyError as exc:  # the database is down: not the caller's fault
+            raise IdentityUnavailable("API keys cannot be checked right now") from exc
         if record is None:
             raise AuthenticationFailed("invalid, revoked or expired API key")
         principal = record.principal()

@@ -69,8 +69,19 @@ async def _audit_refusal(request: Request, error: ApplianceError) -> ApplianceEr
     return error
 
 
+def _count(request: Request, error: ApplianceError) -> None:
+    """Errors by type and code; authentication failures by reason (metrics)."""
+    telemetry = getattr(getattr(request.app.state, "services", None), "telemetry", None)
+    if telemetry is None:
+        return
+    telemetry.metrics.errors.labels(type=error.error_type, code=error.code).inc()
+    if isinstance(error, AuthenticationFailed):
+        telemetry.metrics.auth_failures.labels(reason=error.code).inc()
+
+
 async def _appliance_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApplianceError)
+    _count(request, exc)
     return error_response(await _audit_refusal(request, exc))
 
 

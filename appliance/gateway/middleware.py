@@ -9,7 +9,15 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware", "UnexpectedErrorMiddleware"]
+from appliance.telemetry.logs import REQUEST_ID
+
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "REQUEST_ID_HEADER",
+    "HeaderLimitMiddleware",
+    "RequestIdMiddleware",
+    "UnexpectedErrorMiddleware",
+]
 
 logger = logging.getLogger("appliance.gateway")
 
@@ -34,6 +42,7 @@ class RequestIdMiddleware:
                 break
         request_id = supplied if _VALID_ID.match(supplied) else uuid.uuid4().hex
         scope["request_id"] = request_id
+        REQUEST_ID.set(request_id)  # JSON log lines carry it
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -93,3 +102,44 @@ class UnexpectedErrorMiddleware:
                 }
             )
             await send({"type": "http.response.body", "body": body})
+
+
+MAX_HEADER_BYTES = 16 * 1024
+
+
+class HeaderLimitMiddleware:
+    """Refuse requests whose headers exceed 16 KiB with 431. uvicorn's default parser
+    (httptools) sets no limit of its own; h11 refuses at the same size."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_HEADER_BYTES):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+            if size > self.max_bytes:
+                body = json.dumps(
+                    {
+                        "error": {
+                            "message": f"request headers exceed {self.max_bytes} bytes",
+                            "type": "invalid_request_error",
+                            "param": None,
+                            "code": "headers_too_large",
+                        }
+                    }
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 431,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

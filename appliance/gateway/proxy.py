@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from appliance.audit.records import AuditEvent, Outcome
+from appliance.audit.records import AuditEvent, AuditRecord, Outcome
 from appliance.errors import ApplianceError, ModelNotFound, PermissionDenied, UpstreamError
 from appliance.gateway.auditing import (
     answer_content,
@@ -26,8 +26,64 @@ from appliance.gateway.streaming import relay_stream
 from appliance.gateway.upstream import map_upstream_exceptions, upstream_status_error
 from appliance.identity.policy import denial_reason
 from appliance.identity.principal import Principal
+from appliance.limits import Lease, request_priority, reservation
+from appliance.telemetry import RequestObservation
 
 __all__ = ["proxy_openai"]
+
+
+async def _admit(
+    services: GatewayServices, principal: Principal, payload: dict[str, Any]
+) -> tuple[Lease | None, dict[str, Any]]:
+    """Reserve quota (raises RateLimited) and set the role's engine priority."""
+    limits = services.settings.limits
+    lease = None
+    if services.limiter is not None:
+        lease = await services.limiter.admit(
+            principal, reservation(payload, limits.default_max_tokens)
+        )
+    priority = request_priority(principal.roles, limits.priority)
+    if priority is not None:  # the role decides, not the client
+        payload = {**payload, "priority": priority}
+    return lease, payload
+
+
+async def _timed_write_audit(services: GatewayServices, record: AuditRecord) -> None:
+    if services.telemetry is None:
+        await write_audit(services, record)
+    else:
+        await services.telemetry.timed_audit(write_audit(services, record))
+
+
+def _observe(
+    services: GatewayServices,
+    request: Request,
+    context: RequestContext,
+    path: str,
+    payload: dict[str, Any],
+) -> RequestObservation | None:
+    """Start the request's span and in-flight metrics (no content goes in either)."""
+    if services.telemetry is None:
+        return None
+    cap = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    return services.telemetry.request(
+        path=path,
+        model=str(payload.get("model")),
+        request_id=context.request_id,
+        headers=request.headers,
+        stream=bool(payload.get("stream")),
+        max_tokens=cap if isinstance(cap, int) and not isinstance(cap, bool) else None,
+    )
+
+
+def _used_tokens(outcome: Outcome, usage: Usage | None) -> int | None:
+    """Tokens to settle a lease on: the engine's count; unknown after an answer was
+    (maybe partly) generated keeps the reservation; an engine failure refunds it."""
+    if usage is not None and (usage.prompt_tokens is not None or usage.completion_tokens):
+        return (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+    if outcome in (Outcome.OK, Outcome.CLIENT_DISCONNECTED):
+        return None
+    return 0
 
 
 def _with_usage_requested(payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -52,6 +108,11 @@ async def proxy_openai(
     settings = services.settings
     payload = await read_json_body(request, max_bytes=settings.gateway.max_body_bytes)
     parsed = validate_request(schema, payload)
+    # Aliases and policy routes pick the served model; policy applies to that one.
+    target = services.upstream.resolve(parsed.model, roles=principal.roles, headers=request.headers)
+    if target != parsed.model:
+        payload = {**payload, "model": target}
+        parsed = parsed.model_copy(update={"model": target})
     context.model = parsed.model
     context.params = audited_params(payload)
 
@@ -62,22 +123,43 @@ async def proxy_openai(
     if not services.upstream.serves(parsed.model):
         raise ModelNotFound(f"model {parsed.model!r} does not exist")
 
-    forwarded, strip_usage = _with_usage_requested(payload) if parsed.stream else (payload, False)
+    lease, forwarded = await _admit(services, principal, payload)
+    if parsed.stream:
+        forwarded, strip_usage = _with_usage_requested(forwarded)
+    else:
+        strip_usage = False
+    observed = _observe(services, request, context, path, payload)
     # Fail closed: without a durable request record, no engine sees the request.
-    await write_audit(
-        services,
-        audit_record(
-            services, request, context,
-            event=AuditEvent.REQUEST, status_code=0, outcome=Outcome.ACCEPTED,
-            content=request_content(payload),
-        ),
-    )  # fmt: skip
+    try:
+        await _timed_write_audit(
+            services,
+            audit_record(
+                services, request, context,
+                event=AuditEvent.REQUEST, status_code=0, outcome=Outcome.ACCEPTED,
+                content=request_content(payload),
+            ),
+        )  # fmt: skip
+    except BaseException:
+        if lease is not None:
+            await lease.settle(0)
+        if observed is not None:
+            observed.finish("audit_unavailable", 503)
+        raise
     context.admitted = True
 
     async def finish(
         outcome: Outcome, usage: Usage | None, status: int, texts: list[str] | None = None
     ) -> None:
-        await write_audit(
+        if lease is not None:
+            await lease.settle(_used_tokens(outcome, usage))
+        if observed is not None:
+            observed.finish(
+                outcome.value,
+                status,
+                usage.prompt_tokens if usage else None,
+                usage.completion_tokens if usage else None,
+            )
+        await _timed_write_audit(
             services,
             audit_record(
                 services, request, context,
@@ -90,7 +172,11 @@ async def proxy_openai(
 
     try:
         upstream = await services.upstream.open_stream(
-            parsed.model, path, forwarded, request_id=context.request_id
+            parsed.model,
+            path,
+            forwarded,
+            request_id=context.request_id,
+            headers=observed.outgoing_headers() if observed is not None else None,
         )
     except ApplianceError as error:
         await finish(Outcome.UPSTREAM_ERROR, None, error.status_code)
@@ -127,7 +213,13 @@ async def proxy_openai(
         return Response(content=body, status_code=200, media_type=media_type)
 
     return StreamingResponse(
-        relay_stream(upstream, model=parsed.model, strip_usage_chunk=strip_usage, on_finish=finish),
+        relay_stream(
+            upstream,
+            model=parsed.model,
+            strip_usage_chunk=strip_usage,
+            on_finish=finish,
+            on_first_chunk=observed.first_chunk if observed is not None else None,
+        ),
         media_type=media_type,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

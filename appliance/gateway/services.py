@@ -15,6 +15,8 @@ from appliance.identity.apikeys import ApiKeyService
 from appliance.identity.keycloak import KeycloakGateway
 from appliance.identity.oidc import OidcVerifier
 from appliance.identity.sessions import SessionStore
+from appliance.limits import Limiter
+from appliance.telemetry import Telemetry
 
 __all__ = ["GatewayServices", "utc_now"]
 
@@ -35,3 +37,7 @@ class GatewayServices:
     identity: OidcVerifier | None = None
     keycloak: KeycloakGateway | None = None
     sessions: SessionStore | None = None
+    # Rate limits and token quotas (settings.limits); None when none are configured.
+    limiter: Limiter | None = None
+    # Metrics and traces (settings.telemetry).
+    telemetry: Telemetry | None = None

@@ -57,6 +57,7 @@ async def relay_stream(
     model: str,
     strip_usage_chunk: bool,
     on_finish: FinishCallback,
+    on_first_chunk: Callable[[], None] | None = None,
 ) -> AsyncIterator[bytes]:
     splitter = SseSplitter()
     usage: Usage | None = None
@@ -68,6 +69,9 @@ async def relay_stream(
     try:
         try:
             async for chunk in response.aiter_raw():
+                if on_first_chunk is not None:  # time to first token (telemetry)
+                    on_first_chunk()
+                    on_first_chunk = None
                 events = splitter.feed(chunk)
                 forwarded: list[bytes] = []
                 for event in events:

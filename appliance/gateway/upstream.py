@@ -3,13 +3,19 @@ into :mod:`appliance.errors` (as httpx maps httpcore errors)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Iterator, Mapping
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
+from appliance.config import EngineTlsSettings, RoutingSettings
 from appliance.errors import (
     ApplianceError,
     EngineUnavailable,
@@ -18,8 +24,20 @@ from appliance.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from appliance.gateway.pool import Replica, ReplicaPool
+from appliance.gateway.routing import affinity_key, resolve_model
 
-__all__ = ["Upstream", "map_upstream_exceptions", "upstream_status_error"]
+__all__ = [
+    "Upstream",
+    "engine_ssl_context",
+    "map_upstream_exceptions",
+    "upstream_status_error",
+]
+
+logger = logging.getLogger("appliance.gateway.upstream")
+
+# Observes each attempt at a replica: (model, replica url, outcome) for metrics.
+AttemptObserver = Callable[[str, str, str], None]
 
 
 @contextmanager
@@ -66,57 +84,212 @@ def upstream_status_error(model: str, status: int, body: bytes) -> ApplianceErro
     return UpstreamError(f"the engine for {model} failed (status {status})")
 
 
+def engine_ssl_context(tls: EngineTlsSettings) -> ssl.SSLContext | None:
+    """TLS 1.2+ context verifying engines against ``ca_file`` and presenting the gateway's
+    client certificate (mutual TLS); None when nothing is configured (system CAs)."""
+    if tls.ca_file is None and tls.cert_file is None:
+        return None
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls.cert_file is not None and tls.key_file is not None:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    return context
+
+
+# Failures before the engine sent any response: nothing reached the client, so another
+# replica may take the request (a connection the engine closed while it shut down, too).
+_BEFORE_ANSWER = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+)
+
+
+class _TrackedStream(httpx.AsyncByteStream):
+    """The response body, telling the pool when it is closed (the request is over)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, on_close: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_close: Callable[[], None] | None = on_close
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+                self._on_close = None
+
+
 class Upstream:
-    """Routes a model name to its engine's base URL and sends requests there."""
+    """Routes a model name to one of its engine replicas and sends requests there.
+
+    ``routes`` maps each model to its replicas' base URLs (one URL or several). Requests
+    that fail before the engine answered (connection refused, 503) fail over to the
+    next replica; once an answer has started, it is never retried."""
 
     def __init__(
         self,
-        routes: Mapping[str, str],
+        routes: Mapping[str, str | Sequence[str]],
         *,
         api_key: str,
         connect_timeout_s: float,
         read_timeout_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
+        routing: RoutingSettings | None = None,
+        tls: EngineTlsSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_attempt: AttemptObserver | None = None,
     ):
-        self._routes = dict(routes)
+        self.routing = routing or RoutingSettings()
+        self.pool = ReplicaPool(
+            {m: [u] if isinstance(u, str) else list(u) for m, u in routes.items()},
+            failure_threshold=self.routing.failure_threshold,
+            circuit_open_s=self.routing.circuit_open_s,
+            affinity_max_imbalance=self.routing.affinity_max_imbalance,
+        )
+        self._clock = clock
+        self._on_attempt = on_attempt
+        verify: ssl.SSLContext | bool = True
+        if tls is not None and (context := engine_ssl_context(tls)) is not None:
+            verify = context
         self._client = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {api_key}", "Accept-Encoding": "identity"},
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
             transport=transport,
+            verify=verify,
         )
+        self._health_task: asyncio.Task[None] | None = None
 
     def models(self) -> list[str]:
-        return list(self._routes)
+        return self.pool.models()
 
     def serves(self, model: str) -> bool:
-        return model in self._routes
+        return model in self.pool.models()
+
+    def resolve(self, model: str, *, roles: frozenset[str], headers: Mapping[str, str]) -> str:
+        """The served model a request for ``model`` goes to (aliases, policy routes)."""
+        return resolve_model(
+            model,
+            roles=roles,
+            headers=headers,
+            aliases=self.routing.aliases,
+            routes=self.routing.policy_routes,
+        )
+
+    def _observe(self, replica: Replica, outcome: str) -> None:
+        if self._on_attempt is not None:
+            self._on_attempt(replica.model, replica.url, outcome)
 
     async def open_stream(
-        self, model: str, path: str, payload: dict[str, Any], *, request_id: str
+        self,
+        model: str,
+        path: str,
+        payload: dict[str, Any],
+        *,
+        request_id: str,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """POST ``payload`` to the model's engine; the caller must close the response."""
-        base = self._routes.get(model)
-        if base is None:
+        """POST ``payload`` to a replica of the model; the caller must close the response."""
+        key = affinity_key(payload) if self.routing.prefix_affinity else None
+        order = self.pool.order(model, now_s=self._clock(), affinity_key=key)
+        if not order:
             raise ModelNotFound(f"model {model} is not served")
-        request = self._client.build_request(
-            "POST",
-            f"{base}{path}",
-            content=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
-            headers={"Content-Type": "application/json", "X-Request-Id": request_id},
-        )
-        with map_upstream_exceptions(model):
-            return await self._client.send(request, stream=True)
+        content = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        sent_headers = {
+            **(headers or {}),
+            "Content-Type": "application/json",
+            "X-Request-Id": request_id,
+        }
+        for attempt, replica in enumerate(order):
+            last = attempt == len(order) - 1
+            request = self._client.build_request(
+                "POST", f"{replica.url}{path}", content=content, headers=sent_headers
+            )
+            self.pool.started(replica)
+            try:
+                response = await self._client.send(request, stream=True)
+            except _BEFORE_ANSWER as exc:
+                self.pool.finished(replica)
+                self.pool.failed(replica, now_s=self._clock())
+                self._observe(replica, "unreachable")
+                if last:
+                    with map_upstream_exceptions(model):
+                        raise
+                logger.warning(
+                    "replica %s of %s failed before answering (%s); failing over",
+                    replica.url, model, type(exc).__name__,
+                )  # fmt: skip
+                continue
+            except BaseException:
+                self.pool.finished(replica)
+                self._observe(replica, "error")
+                with map_upstream_exceptions(model):
+                    raise
+            if response.status_code == 503 and not last:
+                await response.aclose()
+                self.pool.finished(replica)
+                self.pool.failed(replica, now_s=self._clock())
+                self._observe(replica, "unavailable")
+                logger.warning("replica %s of %s not ready; failing over", replica.url, model)
+                continue
+            if response.status_code < 500:
+                self.pool.succeeded(replica)
+            self._observe(replica, "ok" if response.status_code < 500 else "error")
+            response.stream = _TrackedStream(
+                response.stream,  # type: ignore[arg-type]
+                lambda replica=replica: self.pool.finished(replica),  # type: ignore[misc]
+            )
+            return response
+        raise EngineUnavailable(f"no engine for {model} is reachable")  # pragma: no cover
+
+    async def _check(self, replica: Replica) -> bool:
+        try:
+            response = await self._client.get(f"{replica.url}/health", timeout=5.0)
+        except httpx.HTTPError:
+            healthy = False
+        else:
+            healthy = response.status_code == 200
+        self.pool.checked(replica, healthy, now_s=self._clock())
+        return healthy
 
     async def healthy(self, model: str) -> bool:
-        base = self._routes.get(model)
-        if base is None:
-            return False
-        try:
-            response = await self._client.get(f"{base}/health", timeout=5.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        """Whether any replica of ``model`` answers its health check now."""
+        results = [await self._check(replica) for replica in self.pool.replicas(model)]
+        return any(results)
+
+    async def _health_loop(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            for replica in self.pool.replicas():
+                await self._check(replica)
+
+    def start(self) -> None:
+        """Start active health checks (``routing.health_interval_s``; 0: none)."""
+        interval = self.routing.health_interval_s
+        if interval > 0 and self._health_task is None:
+            self._health_task = asyncio.get_running_loop().create_task(self._health_loop(interval))
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight, at most ``timeout_s``; say whether it did."""
+        deadline = self._clock() + timeout_s
+        while self.pool.outstanding() > 0:
+            if self._clock() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def aclose(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+            self._health_task = None
         await self._client.aclose()

@@ -4,7 +4,9 @@ The model name picks the behaviour, so one server covers every edge case:
 ``fake-model`` answers normally, ``fake-slow`` streams slowly (and notes when its
 stream is cancelled), ``fake-die`` breaks the connection mid-stream, ``fake-500`` and
 ``fake-400`` answer with errors, ``fake-hang`` never answers in time, ``fake-garbage``
-answers 200 with a body that is not JSON.
+answers 200 with a body that is not JSON. For the browser UI: ``fake-xss`` answers
+with HTML and Markdown (``<script>`` must render as text), ``fake-reasoning`` streams
+DeepSeek-R1 style ``reasoning_content`` deltas before the answer.
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ from starlette.routing import Route
 SECRET = "engine-shared-secret"
 TOKENS = ["The", " capital", " of", " France", " is", " Paris", "."]
 PROMPT_TOKENS = 11
+XSS_TOKENS = [
+    "<script>alert(1)</script>",
+    " **bold**",
+    " and `code`",
+    "\n\n```python\n",
+    "print('<b>hi</b>')\n",
+    "```",
+]
+REASONING_TOKENS = ["The user asks", " about France;", " its capital is Paris."]
 
 
 @dataclass
@@ -125,7 +136,11 @@ def create_fake_vllm(state: FakeState) -> Starlette:
                     raise
                 return
             yield note(_chunk(model, {"role": "assistant", "content": ""}))
-            for index, token in enumerate(TOKENS):
+            if model == "fake-reasoning":
+                for thought in REASONING_TOKENS:
+                    yield note(_chunk(model, {"reasoning_content": thought}))
+            answer = XSS_TOKENS if model == "fake-xss" else TOKENS
+            for index, token in enumerate(answer):
                 if model == "fake-die" and index == 2:
                     raise RuntimeError("engine died")  # uvicorn drops the connection
                 yield note(_chunk(model, {"content": token}))

@@ -101,12 +101,8 @@ async def callback(
 @router.get("/")
 async def home(request: Request, services: ServicesDep) -> Response:
     """The minimal signed-in page: who you are, and a sign-out button."""
-    if services.identity is None:
-        return _page(
-            "Sovereign inference appliance",
-            "<p>Browser sign-in is not configured. Use the OpenAI-compatible API at "
-            "<code>/v1</code> with an API key.</p>",
-        )
+    if services.identity is None:  # embedded default: the chat page, API-key sign-in
+        return RedirectResponse("/ui/chat", status_code=303)
     found = await browser_session(request, services)
     if found is None:
         return RedirectResponse("/auth/login?" + urlencode({"next": "/"}), status_code=303)

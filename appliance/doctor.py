@@ -1,0 +1,141 @@
+"""``appliance doctor``: every endpoint the configuration makes the appliance talk to,
+whether each stays inside the allowed networks, whether it is encrypted, and whether
+engines run with the offline and no-telemetry environment. The resolver is injected."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from appliance.config import Settings
+from appliance.engine.launch import OFFLINE_ENV, spec_from_settings
+
+__all__ = ["Endpoint", "Finding", "Report", "diagnose", "system_resolver"]
+
+Resolver = Callable[[str], list[str]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    kind: str
+    name: str
+    url: str
+    host: str
+    tls: str  # "verified", "mutual", "off", "n/a"
+    addresses: tuple[str, ...] = ()
+    inside: bool | None = None  # None: could not resolve
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "ok", "warn", "fail"
+    message: str
+
+
+@dataclass
+class Report:
+    endpoints: list[Endpoint] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(f.level == "fail" for f in self.findings)
+
+
+def system_resolver(host: str) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _inside(addresses: list[str], networks: list[str]) -> bool:
+    nets = [ipaddress.ip_network(n, strict=False) for n in networks]
+    return all(any(ipaddress.ip_address(a) in net for net in nets) for a in addresses)
+
+
+def _configured(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(kind, name, url, tls) of every configured endpoint."""
+    found: list[tuple[str, str, str, str]] = []
+    engine_tls = settings.gateway.engine_tls
+    for route in settings.effective_upstreams():
+        tls = "off"
+        if route.url.startswith("https://"):
+            tls = "mutual" if engine_tls.cert_file is not None else "verified"
+        found.append(("engine", route.model, route.url, tls))
+    database = settings.database_url
+    if not database.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(database)
+        sslmode = str(parsed.query.get("sslmode", ""))
+        tls = "verified" if sslmode in ("verify-full", "verify-ca") else "off"
+        url = f"{parsed.drivername}://{parsed.host}:{parsed.port or 5432}"
+        found.append(("database", parsed.database or "", url, tls))
+    if settings.oidc.enabled and settings.oidc.server_url:
+        url = settings.oidc.server_url
+        found.append(("keycloak", settings.oidc.realm, url,
+                      "verified" if url.startswith("https://") else "off"))  # fmt: skip
+    if settings.limits.store == "redis" and settings.limits.redis_url is not None:
+        url = settings.limits.redis_url.get_secret_value()
+        safe = f"{urlsplit(url).scheme}://{urlsplit(url).hostname}:{urlsplit(url).port or 6379}"
+        found.append(
+            ("redis", "limits", safe, "verified" if url.startswith("rediss://") else "off")
+        )
+    if settings.telemetry.otlp_endpoint:
+        url = settings.telemetry.otlp_endpoint
+        found.append(
+            ("collector", "otlp", url, "verified" if url.startswith("https://") else "off")
+        )
+    if settings.audit.key_provider == "vault" and settings.audit.vault_url:
+        url = settings.audit.vault_url
+        found.append(("vault", settings.audit.vault_key, url,
+                      "verified" if url.startswith("https://") else "off"))  # fmt: skip
+    return found
+
+
+def _loopback(addresses: tuple[str, ...]) -> bool:
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+def diagnose(settings: Settings, *, resolve: Resolver = system_resolver) -> Report:
+    report = Report()
+    networks = settings.network.allowed_networks
+    for kind, name, url, tls in _configured(settings):
+        host = urlsplit(url).hostname or ""
+        addresses = resolve(host)
+        inside = _inside(addresses, networks) if addresses else None
+        endpoint = Endpoint(kind, name, url, host, tls, tuple(addresses), inside)
+        report.endpoints.append(endpoint)
+        if inside is None:
+            report.findings.append(Finding("warn", f"{kind} {name}: {host} does not resolve"))
+        elif not inside:
+            report.findings.append(Finding(
+                "fail", f"{kind} {name}: {host} ({', '.join(addresses)}) is outside the "
+                "allowed networks (network.allowed_networks)",
+            ))  # fmt: skip
+        if tls == "off" and not _loopback(endpoint.addresses):
+            report.findings.append(Finding("warn", f"{kind} {name}: {url} is not encrypted"))
+    # The local engine's environment: offline, no usage statistics.
+    if settings.engine.enabled:
+        env = spec_from_settings(settings, "-").environment({}, cpu_count=1)
+        missing = [k for k, v in OFFLINE_ENV.items() if env.get(k) != v]
+        if missing:
+            report.findings.append(Finding("fail", f"engine env lacks {', '.join(missing)}"))
+        else:
+            report.findings.append(
+                Finding("ok", "engine env: " + " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items()))
+            )
+    gateway = settings.gateway
+    if gateway.tls_cert_file is None:
+        level = "ok" if _loopback(tuple(resolve(gateway.host))) else "warn"
+        report.findings.append(Finding(level, f"gateway serves plain HTTP on {gateway.host}"))
+    else:
+        report.findings.append(Finding("ok", "gateway serves HTTPS (TLS 1.2 minimum, HSTS)"))
+    if settings.telemetry.otlp_endpoint is None:
+        report.findings.append(Finding("ok", "traces: no OTLP export configured"))
+    return report

@@ -1,0 +1,239 @@
+"""JSON endpoints behind the compliance console and admin page that the audit and
+admin APIs do not already offer: integrity (latest checkpoint, verify now), evidence
+export of a date range, usage per day, subject erasure, engine health.
+
+Every act here that reads the log is recorded first, like the CLI's.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from starlette.background import BackgroundTask
+
+from appliance.audit.access import Actor, record_act, shred_subject
+from appliance.audit.export import export_bundle
+from appliance.audit.log import AuditLog
+from appliance.audit.records import AuditEvent
+from appliance.audit.verify import verify_log
+from appliance.audit.writer import GroupCommitWriter
+from appliance.db.tables import audit_log
+from appliance.errors import AuditUnavailable, InvalidRequest, VerificationError
+from appliance.gateway.deps import AuditDep, ServicesDep, require_role
+from appliance.gateway.services import GatewayServices
+from appliance.identity.principal import Principal
+
+__all__ = ["admin_router", "router"]
+
+router = APIRouter(prefix="/ui/api/audit", tags=["ui"], include_in_schema=False)
+admin_router = APIRouter(prefix="/ui/api/admin", tags=["ui"], include_in_schema=False)
+
+AuditorDep = Annotated[Principal, require_role("appliance-auditor")]
+AdminDep = Annotated[Principal, require_role("appliance-admin")]
+
+
+def _log(services: GatewayServices) -> AuditLog:
+    if isinstance(services.audit, GroupCommitWriter):
+        return services.audit.log
+    raise AuditUnavailable("the audit log is not available in this gateway")
+
+
+def _actor(principal: Principal, request: Request) -> Actor:
+    return Actor(
+        subject=principal.subject,
+        username=principal.username,
+        auth_method=principal.auth_method.value,
+        client_addr=request.client.host if request.client else None,
+        team=principal.team,
+    )
+
+
+def _checkpoint_view(services: GatewayServices) -> dict[str, Any] | None:
+    latest = _log(services).store.latest_checkpoint()
+    if latest is None:
+        return None
+    return {
+        "tree_size": latest.tree_size,
+        "created_at": latest.created_at.astimezone(UTC).isoformat(),
+        "note": latest.note,
+    }
+
+
+@router.get("/integrity")
+async def integrity(
+    _principal: AuditorDep, services: ServicesDep, request: Request
+) -> dict[str, Any]:
+    checkpoint = await anyio.to_thread.run_sync(lambda: _checkpoint_view(services))
+    last = getattr(request.app.state, "ui_last_verification", None)
+    return {"checkpoint": checkpoint, "last_verification": last}
+
+
+@router.post("/verify")
+async def verify_now(
+    _principal: AuditorDep, services: ServicesDep, store: AuditDep, request: Request
+) -> dict[str, Any]:
+    log = _log(services)
+    started = time.monotonic()
+
+    def run() -> dict[str, Any]:
+        try:
+            report = verify_log(store, log.verifier, origin=log.origin)
+        except VerificationError as failed:
+            return {"ok": False, "message": str(failed)}
+        return {
+            "ok": True,
+            "message": f"{report.records} records and {report.checkpoints} checkpoints verified",
+            "records": report.records,
+            "latest_checkpoint": report.latest_checkpoint,
+        }
+
+    result = await anyio.to_thread.run_sync(run)
+    result["ran_at"] = services.clock().astimezone(UTC).isoformat()
+    result["seconds"] = round(time.monotonic() - started, 3)
+    request.app.state.ui_last_verification = result
+    return result
+
+
+class ExportRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: date | None = None
+    until: date | None = None  # inclusive day
+
+
+@router.post("/export")
+async def export(
+    body: ExportRange, principal: AuditorDep, services: ServicesDep, request: Request
+) -> FileResponse:
+    log = _log(services)
+    since = (
+        datetime(body.since.year, body.since.month, body.since.day, tzinfo=UTC)
+        if body.since
+        else None
+    )
+    until = None
+    if body.until is not None:
+        until = datetime(body.until.year, body.until.month, body.until.day, tzinfo=UTC)
+        until += timedelta(days=1)
+    folder = Path(tempfile.mkdtemp(prefix="appliance-export-"))
+    name = f"evidence-{body.since or 'start'}-{body.until or 'now'}.zip"
+    out = folder / name
+    actor = _actor(principal, request)
+    await anyio.to_thread.run_sync(
+        lambda: export_bundle(log, out, since=since, until=until, actor=actor)
+    )
+
+    def cleanup() -> None:
+        out.unlink(missing_ok=True)
+        folder.rmdir()
+
+    return FileResponse(
+        out, media_type="application/zip", filename=name, background=BackgroundTask(cleanup)
+    )
+
+
+@router.get("/usage")
+async def usage(
+    principal: AuditorDep,
+    services: ServicesDep,
+    request: Request,
+    days: Annotated[int, Query(ge=1, le=366)] = 14,
+) -> dict[str, Any]:
+    """Requests and tokens per day by team and by model, and denials per day."""
+    log = _log(services)
+    actor = _actor(principal, request)
+    since = services.clock().astimezone(UTC) - timedelta(days=days)
+
+    def run() -> dict[str, Any]:
+        record_act(
+            log,
+            actor,
+            AuditEvent.AUDIT_SEARCH,
+            {"usage_days": days},
+            path="GET /ui/api/audit/usage",
+            method="GET",
+        )
+        c = audit_log.c
+        query = select(
+            c.recorded_at, c.event, c.team, c.model, c.prompt_tokens, c.completion_tokens
+        ).where(
+            c.recorded_at >= since,
+            c.event.in_([AuditEvent.COMPLETION.value, AuditEvent.DENIED.value]),
+        )
+        by_team: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+        by_model: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+        denials: dict[str, int] = defaultdict(int)
+        with services.database.connect() as connection:
+            for row in connection.execute(query):
+                day = row.recorded_at.date().isoformat()
+                if row.event == AuditEvent.DENIED.value:
+                    denials[day] += 1
+                    continue
+                tokens = (row.prompt_tokens or 0) + (row.completion_tokens or 0)
+                for table, key in (
+                    (by_team, row.team or "(no team)"),
+                    (by_model, row.model or "(none)"),
+                ):
+                    table[key][day][0] += 1
+                    table[key][day][1] += tokens
+        start = since.date()
+        day_list = [(start + timedelta(days=i + 1)).isoformat() for i in range(days)]
+
+        def series(table: dict[str, dict[str, list[int]]], slot: int) -> dict[str, list[int]]:
+            return {k: [v.get(d, [0, 0])[slot] for d in day_list] for k, v in sorted(table.items())}
+
+        return {
+            "days": day_list,
+            "requests_by_team": series(by_team, 0),
+            "tokens_by_team": series(by_team, 1),
+            "requests_by_model": series(by_model, 0),
+            "tokens_by_model": series(by_model, 1),
+            "denials": [denials.get(d, 0) for d in day_list],
+        }
+
+    return await anyio.to_thread.run_sync(run)
+
+
+class ShredRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(min_length=1, max_length=200)
+    confirm: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=3, max_length=500)
+
+
+@router.post("/shred")
+async def shred(
+    body: ShredRequest, principal: AuditorDep, services: ServicesDep, request: Request
+) -> dict[str, Any]:
+    if body.confirm != body.subject:
+        raise InvalidRequest("type the subject again to confirm the erasure", param="confirm")
+    log = _log(services)
+    actor = _actor(principal, request)
+    keys = await anyio.to_thread.run_sync(
+        lambda: shred_subject(log, body.subject, actor=actor, reason=body.reason)
+    )
+    return {"subject": body.subject, "keys_destroyed": keys}
+
+
+@admin_router.get("/engines")
+async def engines(_principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
+    """Each served model, the engine replica behind it, and whether it answers /health."""
+    upstream = services.upstream
+    urls = {route.model: route.url for route in services.settings.effective_upstreams()}
+    rows = []
+    for model in upstream.models():
+        rows.append(
+            {"model": model, "url": urls.get(model), "healthy": await upstream.healthy(model)}
+        )
+    return {"data": rows}

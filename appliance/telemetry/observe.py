@@ -1,0 +1,133 @@
+"""One request's span and metrics, from admission to the last byte."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Mapping
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
+
+from appliance.config import TelemetrySettings
+from appliance.telemetry.metrics import GatewayMetrics
+from appliance.telemetry.tracing import PROPAGATOR, carrier, gateway_tracer
+
+__all__ = ["RequestObservation", "Telemetry"]
+
+_OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion"}
+
+
+class RequestObservation:
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        *,
+        path: str,
+        model: str,
+        request_id: str,
+        headers: Mapping[str, str],
+        stream: bool,
+        max_tokens: int | None,
+    ) -> None:
+        self._telemetry = telemetry
+        self.model = model
+        self._started = time.perf_counter()
+        self._ttft: float | None = None
+        self._done = False
+        operation = _OPERATIONS.get(path, "chat")
+        parent: Context = PROPAGATOR.extract(carrier(headers))
+        self.span: Span = telemetry.tracer.start_span(
+            f"{operation} {model}", context=parent, kind=SpanKind.CLIENT
+        )
+        attributes: dict[str, str | int | bool] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": telemetry.settings.provider_name,
+            "gen_ai.request.model": model,
+            "gen_ai.request.stream": stream,
+            "appliance.request_id": request_id,
+        }
+        if max_tokens is not None:
+            attributes["gen_ai.request.max_tokens"] = max_tokens
+        self.span.set_attributes(attributes)
+        telemetry.metrics.in_flight.labels(model=model).inc()
+
+    def outgoing_headers(self) -> dict[str, str]:
+        """``traceparent`` (and ``tracestate``) for the engine, so its spans join ours."""
+        headers: dict[str, str] = {}
+        PROPAGATOR.inject(headers, context=set_span_in_context(self.span))
+        return headers
+
+    def first_chunk(self) -> None:
+        if self._ttft is None:
+            self._ttft = time.perf_counter() - self._started
+            self._telemetry.metrics.ttft.labels(model=self.model).observe(self._ttft)
+            self.span.set_attribute("gen_ai.response.time_to_first_chunk", self._ttft)
+
+    def finish(
+        self,
+        outcome: str,
+        status: int,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> None:
+        if self._done:
+            return
+        self._done = True
+        metrics = self._telemetry.metrics
+        elapsed = time.perf_counter() - self._started
+        metrics.in_flight.labels(model=self.model).dec()
+        metrics.requests.labels(model=self.model, outcome=outcome).inc()
+        metrics.latency.labels(model=self.model).observe(elapsed)
+        for kind, count in (("input", input_tokens), ("output", output_tokens)):
+            if count is not None:
+                metrics.tokens.labels(model=self.model, type=kind).inc(count)
+                metrics.token_usage.labels(model=self.model, type=kind).observe(count)
+                self.span.set_attribute(f"gen_ai.usage.{kind}_tokens", count)
+        self.span.set_attribute("http.response.status_code", status)
+        self.span.set_attribute("appliance.outcome", outcome)
+        if status >= 400 or outcome not in ("ok",):
+            self.span.set_attribute("error.type", outcome)
+            self.span.set_status(Status(StatusCode.ERROR))
+        self.span.end()
+
+
+class Telemetry:
+    def __init__(
+        self, settings: TelemetrySettings, metrics: GatewayMetrics, provider: TracerProvider
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.provider = provider
+        self.tracer = gateway_tracer(provider)
+
+    def request(
+        self,
+        *,
+        path: str,
+        model: str,
+        request_id: str,
+        headers: Mapping[str, str],
+        stream: bool,
+        max_tokens: int | None,
+    ) -> RequestObservation:
+        return RequestObservation(
+            self, path=path, model=model, request_id=request_id, headers=headers,
+            stream=stream, max_tokens=max_tokens,
+        )  # fmt: skip
+
+    async def timed_audit(self, write: Awaitable[None]) -> None:
+        """Await an audit append, measuring the writer's lag (time until durable)."""
+        started = time.perf_counter()
+        self.metrics.audit_pending.inc()
+        try:
+            await write
+        except BaseException:
+            self.metrics.audit_failures.inc()
+            raise
+        finally:
+            self.metrics.audit_pending.dec()
+            self.metrics.audit_append.observe(time.perf_counter() - started)
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
