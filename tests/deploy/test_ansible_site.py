@@ -67,9 +67,10 @@ def _stage_model(tmp: Path, real: bool) -> Path:
     staging = tmp / "staging"
     target = staging / MODEL
     if real:
-        source = REPO / ".data/models" / MODEL
-        if not (source / "MANIFEST.sha256").exists():
-            pytest.skip(f"dev model not prepared ({source}); run `appliance models prepare-dev`")
+        # The same prepared copy `make up` and tests/e2e use; converted once if missing.
+        from appliance.modelstore import prepare_dev_model
+
+        source = prepare_dev_model(REPO / ".data/models" / MODEL)
         shutil.copytree(source, target)
     else:
         target.mkdir(parents=True)
