@@ -19,6 +19,7 @@ __all__ = [
     "ModelNotFound",
     "PermissionDenied",
     "RateLimited",
+    "RequestHeadersTooLarge",
     "RequestTooLarge",
     "UnsupportedMediaType",
     "UpstreamError",
@@ -86,6 +87,12 @@ class UnsupportedMediaType(ApplianceError):
     status_code = 415
     error_type = "invalid_request_error"
     code = "unsupported_media_type"
+
+
+class RequestHeadersTooLarge(ApplianceError):
+    status_code = 431
+    error_type = "invalid_request_error"
+    code = "headers_too_large"
 
 
 class RateLimited(ApplianceError):

@@ -9,7 +9,7 @@ markdown table on stdout.
 
     .venv/bin/python bench/gateway_bench.py            # full run, about 2 minutes
     .venv/bin/python bench/gateway_bench.py --quick    # smoke run, about 30 s
-    .venv/bin/python bench/gateway_bench.py --profile  # also py-spy the gateway
+    .venv/bin/python bench/gateway_bench.py --profile  # also profile the gateway (yappi)
 """
 
 from __future__ import annotations
@@ -292,9 +292,14 @@ def prepare_gateway(work: Path, upstream_port: int) -> tuple[Path, int, str]:
     return config, port, key
 
 
-def start_gateway(work: Path, config: Path, port: int) -> subprocess.Popen[bytes]:
+def start_gateway(
+    work: Path, config: Path, port: int, profile: Path | None = None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
     command = [sys.executable, "-m", "appliance.cli", "serve", "--config", str(config)]
+    if profile is not None:  # the same server, profiling itself (bench/profiled_serve.py)
+        command = [sys.executable, str(ROOT / "bench" / "profiled_serve.py"), str(profile),
+                   "--config", str(config)]  # fmt: skip
     log = work / "gateway.log"
     process = subprocess.Popen(
         command, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env
@@ -303,52 +308,34 @@ def start_gateway(work: Path, config: Path, port: int) -> subprocess.Popen[bytes
     return process
 
 
-def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
-    """py-spy, every thread (the audit commits run in worker threads), idle skipped."""
-    spy = Path(sys.executable).with_name("py-spy")
-    return subprocess.Popen(
-        [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
-         "--nonblocking", "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+# Where the time goes: each package's share of the gateway's own CPU time (yappi's
+# self time per function, summed by package; start-up imports are left out).
+def summarise_profile(pstat: Path) -> dict[str, Any]:
+    import pstats
+    from collections import Counter
 
-
-# Where the time goes: inclusive share of samples whose stack holds the marker.
-PROFILE_BUCKETS = {
-    "audit append (encrypt, leaf, tree, SQLite commit)": "append_batch",
-    "SQLite/SQLAlchemy execute + commit": "sqlalchemy",
-    "audit envelope encryption (AES-GCM)": "envelope.py",
-    "httpx/httpcore client to the engine": "httpcore",
-    "uvicorn HTTP protocol (server side)": "httptools_impl.py",
-    "FastAPI dependency solving + validation": "solve_dependencies",
-    "API-key identity lookup": "apikeys.py",
-    "request body JSON + pydantic validation": "validate_request",
-    "json (de)serialisation": "json/",
-    "logging (access log)": "logging/",
-    "asyncio event loop (self)": "base_events.py",
-}
-
-
-def summarise_profile(raw: Path) -> dict[str, Any]:
-    total = 0
-    buckets = dict.fromkeys(PROFILE_BUCKETS, 0)
-    leaves: dict[str, int] = {}
-    for line in raw.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not count_text.isdigit():
-            continue
-        count = int(count_text)
-        total += count
-        for name, marker in PROFILE_BUCKETS.items():
-            if marker in stack:
-                buckets[name] += count
-        leaf = stack.rsplit(";", 1)[-1]
-        leaves[leaf] = leaves.get(leaf, 0) + count
-    top = sorted(leaves.items(), key=lambda item: -item[1])[:25]
+    stats = pstats.Stats(str(pstat)).stats  # type: ignore[attr-defined]
+    by_part: Counter[str] = Counter()
+    for (filename, _line, name), (_cc, _nc, self_s, _cum, _callers) in stats.items():
+        if "importlib" in filename or name in ("exec", "__build_class__", "compile"):
+            continue  # start-up
+        part = filename
+        for marker in ("site-packages/", "python3.11/"):
+            if marker in filename:
+                part = filename.split(marker)[1].split("/")[0].removesuffix(".py")
+                break
+        else:
+            if "/appliance/" in filename:
+                part = "appliance/" + filename.split("/appliance/")[1]
+            elif filename.startswith("builtins") or filename == "~":
+                part = f"builtin {name}" if "sqlite3" in name or "commit" in name else "builtins"
+        by_part[part] += self_s
+    total = sum(by_part.values())
+    top = by_part.most_common(25)
     return {
-        "samples": total,
-        "inclusive_share": {k: round(v / total, 3) for k, v in buckets.items()} if total else {},
-        "top_self": [(name, round(n / total, 3)) for name, n in top] if total else [],
+        "profiler": "yappi, CPU clock, all threads",
+        "cpu_s": round(total, 2),
+        "self_share": [(part, round(seconds / total, 3)) for part, seconds in top] if total else [],
     }
 
 
@@ -445,7 +432,12 @@ def table(results: dict[str, Any], rate: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="sample the gateway with py-spy")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the gateway (yappi, CPU clock)"
+    )
+    parser.add_argument(
+        "--profile-out", type=Path, help="keep the profile (pstats) here; implies --profile"
+    )
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--sustain-p99-ms", type=float, default=100.0)
     args = parser.parse_args()
@@ -457,20 +449,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gwbench-") as tmp:
         work = Path(tmp)
         fake, fake_port = start_fake(work)
-        raw = work / "profile.txt"
+        profile = work / "gateway.pstat"
+        args.profile = args.profile or args.profile_out is not None
         try:
             config, gw_port, key = prepare_gateway(work, fake_port)
             gateway = start_gateway(work, config, gw_port)
-            spy = start_profiler(gateway.pid, raw) if args.profile else None
             try:
                 results = asyncio.run(measure(args, fake_port, gw_port, key, gateway))
             finally:
-                if spy is not None:
-                    stop(spy)
                 stop(gateway)
             results["audit_entries"] = audit_count(work)
-            if spy is not None and raw.exists():
-                results["profile"] = summarise_profile(raw)
+            if args.profile:
+                # A separate run: the profiler's own cost must not touch the numbers above.
+                gateway = start_gateway(work, config, gw_port, profile)
+                try:
+                    asyncio.run(run_sequential(gw_port, key, BODY, 200))  # warm-up
+                    gateway.send_signal(signal.SIGUSR1)  # profile from here on
+                    time.sleep(0.2)
+                    asyncio.run(run_sequential(gw_port, key, BODY, args.sequential))
+                finally:
+                    stop(gateway)
+                if profile.exists():
+                    results["profile"] = summarise_profile(profile)
+                    if args.profile_out is not None:
+                        args.profile_out.write_bytes(profile.read_bytes())
         finally:
             stop(fake)
 

@@ -14,12 +14,30 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
 
 from appliance.db.tables import audit_subject_keys
 from appliance.keys.provider import KeyProvider
 
 __all__ = ["SubjectKeyRing", "wrap_context"]
+
+
+# Built once: this runs in every audit batch, and building the expression each time
+# cost about as much as running it.
+_ACTIVE_KEYS = (
+    select(
+        audit_subject_keys.c.key_id,
+        audit_subject_keys.c.subject,
+        audit_subject_keys.c.wrapped_key,
+    )
+    .where(
+        and_(
+            audit_subject_keys.c.subject.in_(bindparam("subjects", expanding=True)),
+            audit_subject_keys.c.wrapped_key.is_not(None),
+        )
+    )
+    .order_by(audit_subject_keys.c.created_at, audit_subject_keys.c.key_id)
+)
 
 
 def wrap_context(key_id: str, subject: str) -> bytes:
@@ -46,20 +64,7 @@ class SubjectKeyRing:
         wanted = sorted(set(subjects))
         if not wanted:
             return {}
-        rows = connection.execute(
-            select(
-                audit_subject_keys.c.key_id,
-                audit_subject_keys.c.subject,
-                audit_subject_keys.c.wrapped_key,
-            )
-            .where(
-                and_(
-                    audit_subject_keys.c.subject.in_(wanted),
-                    audit_subject_keys.c.wrapped_key.is_not(None),
-                )
-            )
-            .order_by(audit_subject_keys.c.created_at, audit_subject_keys.c.key_id)
-        ).all()
+        rows = connection.execute(_ACTIVE_KEYS, {"subjects": wanted}).all()
         found: dict[str, tuple[str, bytes]] = {}
         for key_id, subject, wrapped in rows:
             cached = self._cache.get(key_id)

@@ -204,7 +204,8 @@ class AuditLog:
     def _append_once(self, records: Sequence[AuditRecord], *, force_checkpoint: bool) -> list[int]:
         now = self._clock()
         with self._store.engine.begin() as connection:
-            self._catch_up(connection)
+            # No catch-up read here: rows another writer added make this insert collide
+            # on the index, and append_batch catches up then (one query saved per batch).
             tree = self._tree.copy()
             sealed_subjects = {
                 record.subject or ANONYMOUS_SUBJECT

@@ -86,6 +86,10 @@ class SearchFilter:
     limit: int = 100
 
 
+_INSERT_ENTRIES = insert(audit_log)  # built once: appends run on every request's path
+_INSERT_CONTENTS = insert(audit_contents)
+
+
 def _utc(value: datetime) -> datetime:
     # SQLite drops the zone (we only store UTC); PostgreSQL answers in the session's.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -195,9 +199,9 @@ class SqlAuditStore:
         checkpoint: StoredCheckpoint | None = None,
     ) -> None:
         if rows:
-            connection.execute(insert(audit_log), list(rows))
+            connection.execute(_INSERT_ENTRIES, list(rows))
         if contents:
-            connection.execute(insert(audit_contents), list(contents))
+            connection.execute(_INSERT_CONTENTS, list(contents))
         if checkpoint is not None:
             connection.execute(
                 insert(audit_checkpoints).values(

@@ -1,7 +1,9 @@
 """Group commit: many concurrent appends, one transaction per batch.
 
-A batch closes when it holds ``max_records`` records or ``max_wait_ms`` has passed
-since its first record; records that arrive while a batch commits form the next one.
+A batch takes every record queued when it starts (up to ``max_records``), waiting at
+most ``max_wait_ms`` for more (default 0: none); records that arrive while a batch
+commits form the next one. So a lone request pays one commit and no wait, and under
+load the batches grow by themselves.
 Each caller's ``append`` returns only once its batch is committed, and raises if the
 batch failed (the gateway then refuses the request: fail closed). When the log is
 idle the writer signs a checkpoint for records a cadence tick left uncovered.
@@ -33,7 +35,7 @@ class GroupCommitWriter:
         log: AuditLog,
         *,
         max_records: int = 256,
-        max_wait_ms: float = 2.0,
+        max_wait_ms: float = 0.0,
         checkpoint_interval_s: float = 10.0,
     ) -> None:
         self._log = log

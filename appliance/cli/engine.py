@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -15,8 +16,15 @@ from typing import Annotated
 import typer
 
 from appliance.cli.common import ConfigOption, console, settings_from
+from appliance.cli.environment import process_environment
 from appliance.config import Settings
-from appliance.engine import EngineSupervisor, LaunchSpec, spec_from_settings
+from appliance.engine import (
+    EngineSupervisor,
+    LaunchSpec,
+    engine_tls_from_settings,
+    health_tls_from_settings,
+    spec_from_settings,
+)
 from appliance.engine.plan_launch import HeadlessLaunchSpec, launch_spec_from_plan, read_plan
 from appliance.errors import ConfigurationError
 from appliance.keys.deployment import DeploymentSecrets, deployment_secrets
@@ -42,8 +50,10 @@ def start_engine(settings: Settings, secrets: DeploymentSecrets) -> EngineSuperv
     supervisor = EngineSupervisor(
         spec,
         log_path=log_path,
+        base_env=process_environment(),
         startup_timeout_s=settings.engine.startup_timeout_s,
         max_restarts=settings.engine.max_restarts,
+        health_tls=_health_tls(settings),
         on_event=lambda message: console.print(f"[yellow]engine:[/yellow] {message}"),
     )
     console.print(f"starting vLLM for {model_dir} (log: {log_path})", highlight=False)
@@ -99,6 +109,13 @@ MasterAddrOption = Annotated[
 ]
 
 
+def _health_tls(settings: Settings) -> ssl.SSLContext | None:
+    try:
+        return health_tls_from_settings(settings)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"engine.tls: cannot load the certificates: {exc}") from exc
+
+
 def _environment(spec: LaunchSpec, base: dict[str, str]) -> dict[str, str]:
     try:
         return spec.environment(base, cpu_count=os.cpu_count() or 1)
@@ -119,7 +136,7 @@ def _plan_spec(
             plan, role=role_value, node_rank=node_rank,
             model_dir=(model_dir or settings.model_store / plan.model).resolve(),
             api_key=api_key, host=settings.engine.host, port=settings.engine.port,
-            master_addr=master_addr,
+            master_addr=master_addr, tls=engine_tls_from_settings(settings),
         )  # fmt: skip
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc
@@ -166,12 +183,13 @@ def start(
     exit_on_sigterm()
     if isinstance(spec, HeadlessLaunchSpec):
         console.print(f"starting headless worker: {shlex.join(spec.argv())}", highlight=False)
-        code = subprocess.call(spec.argv(), env=_environment(spec, dict(os.environ)))
+        code = subprocess.call(spec.argv(), env=_environment(spec, process_environment()))
         raise typer.Exit(code)
     log_path = settings.data_dir / "logs" / f"engine-{spec.served_model_name}.log"
     supervisor = EngineSupervisor(
-        spec, log_path=log_path, startup_timeout_s=settings.engine.startup_timeout_s,
-        max_restarts=settings.engine.max_restarts,
+        spec, log_path=log_path, base_env=process_environment(),
+        startup_timeout_s=settings.engine.startup_timeout_s,
+        max_restarts=settings.engine.max_restarts, health_tls=_health_tls(settings),
         on_event=lambda message: console.print(f"[yellow]engine:[/yellow] {message}"),
     )  # fmt: skip
     try:

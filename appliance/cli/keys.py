@@ -99,9 +99,13 @@ def list_keys(config: ConfigOption = None) -> None:
 
 @app.command("revoke")
 def revoke(key_id: str, config: ConfigOption = None) -> None:
-    """Revoke a key at once; requests with it get 401 from then on."""
+    """Revoke a key; running gateways refuse it within auth.api_key_cache_s (10 s)."""
+    settings = settings_from(config)
     with _service(config) as service:
         revoked = service.revoke(key_id, now=utc_now())
     if not revoked:
         raise InvalidRequest(f"no active key with id {key_id}")
-    console.print(f"revoked {key_id}")
+    console.print(
+        f"revoked {key_id}; running gateways refuse it within "
+        f"{settings.auth.api_key_cache_s:g} s (their key cache)"
+    )

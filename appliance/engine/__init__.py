@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from appliance.engine.launch import OFFLINE_ENV, LaunchSpec, cpu_thread_binding, spec_from_settings
+from appliance.engine.launch import (
+    OFFLINE_ENV,
+    EngineTls,
+    LaunchSpec,
+    cpu_thread_binding,
+    engine_tls_from_settings,
+    spec_from_settings,
+)
 from appliance.engine.supervisor import EngineSupervisor, wait_healthy
+from appliance.engine.tls import health_check_context, health_tls_from_settings
 
 __all__ = [
     "OFFLINE_ENV",
     "EngineSupervisor",
+    "EngineTls",
     "LaunchSpec",
     "cpu_thread_binding",
+    "engine_tls_from_settings",
+    "health_check_context",
+    "health_tls_from_settings",
     "spec_from_settings",
     "wait_healthy",
 ]

@@ -5,6 +5,7 @@ Pure: the planner produces a :class:`LaunchSpec`, the supervisor runs it.
 
 from __future__ import annotations
 
+import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,7 +14,14 @@ from typing import Literal
 
 from appliance.config import Settings
 
-__all__ = ["OFFLINE_ENV", "LaunchSpec", "cpu_thread_binding", "spec_from_settings"]
+__all__ = [
+    "OFFLINE_ENV",
+    "EngineTls",
+    "LaunchSpec",
+    "cpu_thread_binding",
+    "engine_tls_from_settings",
+    "spec_from_settings",
+]
 
 # Every engine runs with these: no hub downloads, no usage reports, nothing leaves.
 OFFLINE_ENV: Mapping[str, str] = {
@@ -43,6 +51,24 @@ def cpu_thread_binding(ranks: int, cpu_count: int) -> str:
 
 
 @dataclass(frozen=True)
+class EngineTls:
+    """The server side of mutual TLS on vLLM's OpenAI server: its certificate and key,
+    and the CA whose client certificates it requires (no certificate, no connection)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+    def args(self) -> list[str]:
+        return [
+            "--ssl-keyfile", str(self.key_file),
+            "--ssl-certfile", str(self.cert_file),
+            "--ssl-ca-certs", str(self.ca_file),
+            "--ssl-cert-reqs", str(int(ssl.CERT_REQUIRED)),
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     model_dir: Path
     served_model_name: str
@@ -60,10 +86,11 @@ class LaunchSpec:
     python: str = field(default=sys.executable)
     extra_args: tuple[str, ...] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    tls: EngineTls | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://{self.host}:{self.port}"
 
     def argv(self) -> list[str]:
         # `python -m ...api_server` rather than the `vllm` script: the script fails under
@@ -83,6 +110,8 @@ class LaunchSpec:
             argv += ["--data-parallel-size", str(self.data_parallel_size)]
         if self.device == "gpu":
             argv += ["--gpu-memory-utilization", str(self.gpu_memory_utilization)]
+        if self.tls is not None:
+            argv += self.tls.args()
         argv += list(self.extra_args)
         return argv
 
@@ -99,6 +128,18 @@ class LaunchSpec:
                 env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
         env.update(self.extra_env)
         return env
+
+
+def engine_tls_from_settings(settings: Settings) -> EngineTls | None:
+    """``engine.tls`` as the engine's server side of mutual TLS; None when not set."""
+    tls = settings.engine.tls
+    if tls.cert_file is None or tls.key_file is None or tls.ca_file is None:
+        return None
+    return EngineTls(
+        cert_file=tls.cert_file.resolve(),
+        key_file=tls.key_file.resolve(),
+        ca_file=tls.ca_file.resolve(),
+    )
 
 
 def spec_from_settings(settings: Settings, api_key: str) -> LaunchSpec:
@@ -118,4 +159,5 @@ def spec_from_settings(settings: Settings, api_key: str) -> LaunchSpec:
         kv_cache_gib=engine.kv_cache_gib,
         gpu_memory_utilization=engine.gpu_memory_utilization,
         extra_args=tuple(engine.extra_args),
+        tls=engine_tls_from_settings(settings),
     )

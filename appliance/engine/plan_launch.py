@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.engine.launch import LaunchSpec
+from appliance.engine.launch import EngineTls, LaunchSpec
 from appliance.errors import ConfigurationError
 from appliance.planner import HEAD_ADDRESS_PLACEHOLDER, Plan, plan_from_dict
 from appliance.planner.commands import Role
@@ -58,10 +58,11 @@ def launch_spec_from_plan(
     node_rank: int | None = None,
     master_addr: str | None = None,
     python: str = sys.executable,
+    tls: EngineTls | None = None,
 ) -> LaunchSpec:
     """The spec for one node of ``plan``. ``master_addr`` replaces the head address the
     plan was made with; a plan still holding the placeholder is refused for
-    multi-node use."""
+    multi-node use. ``tls`` applies to the head only: headless workers serve no HTTP."""
     command = plan.command(role, node_rank)
     extra = list(command.extra_args)
     if master_addr is not None:
@@ -70,7 +71,8 @@ def launch_spec_from_plan(
         raise ConfigurationError(
             "the plan has no head node address: pass --master-addr (the head's private IP)"
         )
-    spec_type = HeadlessLaunchSpec if "--headless" in extra else LaunchSpec
+    headless = "--headless" in extra
+    spec_type = HeadlessLaunchSpec if headless else LaunchSpec
     return spec_type(
         model_dir=model_dir,
         served_model_name=plan.served_model_name,
@@ -88,4 +90,5 @@ def launch_spec_from_plan(
         python=python,
         extra_args=tuple(extra),
         extra_env=dict(command.env),
+        tls=None if headless else tls,
     )

@@ -7,6 +7,7 @@ import ctypes
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -42,11 +43,13 @@ def wait_healthy(
     is_alive: Callable[[], bool] = lambda: True,
     on_wait: Callable[[float], None] = lambda _elapsed: None,
     interval_s: float = 1.0,
+    verify: ssl.SSLContext | bool = True,
 ) -> bool:
     """Poll ``url/health`` until it answers 200 (True), the process dies or the
-    timeout passes (False)."""
+    timeout passes (False). ``verify``: the TLS client context for an https:// engine
+    that requires a client certificate."""
     started = time.monotonic()
-    with httpx.Client(timeout=5.0) as client:
+    with httpx.Client(timeout=5.0, verify=verify) as client:
         while True:
             elapsed = time.monotonic() - started
             if not is_alive():
@@ -75,24 +78,33 @@ def _relevant_error(lines: list[str]) -> str:
 
 
 class EngineSupervisor:
-    """Owns one engine process and its log file."""
+    """Owns one engine process and its log file.
+
+    ``base_env`` is the environment the engine starts from (the launch spec adds the
+    offline switches and the shared secret); the caller passes it, so nothing here
+    reads the process environment. ``health_tls``: the client context for health
+    checks of an engine that serves mutual TLS (``spec.tls``)."""
 
     def __init__(
         self,
         spec: LaunchSpec,
         *,
         log_path: Path,
+        base_env: Mapping[str, str],
         startup_timeout_s: float = 1200.0,
         max_restarts: int = 5,
-        base_env: Mapping[str, str] | None = None,
+        health_tls: ssl.SSLContext | None = None,
         on_event: Callable[[str], None] = lambda _msg: None,
     ):
+        if spec.tls is not None and health_tls is None:
+            raise ValueError("an engine that requires client certificates needs health_tls")
         self.spec = spec
         self.log_path = log_path
         self.startup_timeout_s = startup_timeout_s
         self.max_restarts = max_restarts
         self.restarts = 0
-        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._base_env = dict(base_env)
+        self._health_tls = health_tls
         self._on_event = on_event
         self._process: subprocess.Popen[bytes] | None = None
         self._tail: deque[str] = deque(maxlen=_LOG_TAIL_LINES)
@@ -163,6 +175,7 @@ class EngineSupervisor:
             # A stop() during a (re)start ends the wait at once.
             is_alive=lambda: self.is_running() and not self._stopping.is_set(),
             on_wait=on_wait,
+            verify=self._health_tls if self._health_tls is not None else True,
         )
         if healthy:
             return

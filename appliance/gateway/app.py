@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-import httpx
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -36,6 +36,7 @@ from appliance.gateway.routes import (
 from appliance.gateway.services import GatewayServices
 from appliance.gateway.tls import HstsMiddleware
 from appliance.gateway.upstream import Upstream
+from appliance.identity.apikey_cache import ApiKeyCache
 from appliance.identity.apikeys import ApiKeyService
 from appliance.identity.keycloak import KeycloakGateway, build_verifier
 from appliance.identity.sessions import SessionStore
@@ -57,12 +58,11 @@ def create_app(
     *,
     secrets: DeploymentSecrets | None = None,
     audit_sink: AuditSink | None = None,
-    upstream_transport: httpx.AsyncBaseTransport | None = None,
     span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
     """Build the gateway. The database must already be migrated (``appliance db
-    upgrade``, which ``appliance up`` runs). ``audit_sink`` and ``upstream_transport``
-    let tests swap the edges."""
+    upgrade``, which ``appliance up`` runs). ``audit_sink`` and ``span_exporter`` let
+    tests swap the edges."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,7 +82,6 @@ def create_app(
             api_key=resolved.engine_api_key,
             connect_timeout_s=settings.gateway.connect_timeout_s,
             read_timeout_s=settings.gateway.upstream_timeout_s,
-            transport=upstream_transport,
             routing=settings.gateway.routing,
             tls=settings.gateway.engine_tls,
             on_attempt=metrics.upstream_attempt,
@@ -98,10 +97,14 @@ def create_app(
             await audit_writer.start()
         else:
             audit = audit_sink
+        api_keys = ApiKeyService(database, resolved.api_key_pepper)
         app.state.services = GatewayServices(
             settings=settings,
             database=database,
-            api_keys=ApiKeyService(database, resolved.api_key_pepper),
+            api_keys=api_keys,
+            api_key_cache=ApiKeyCache(
+                api_keys, ttl_s=settings.auth.api_key_cache_s, clock_s=time.monotonic
+            ),
             audit=audit,
             upstream=upstream,
             limiter=(

@@ -12,7 +12,8 @@ from appliance.audit.store import SqlAuditStore
 from appliance.errors import AuthenticationFailed, ModelNotFound, PermissionDenied
 from appliance.gateway.context import RequestContext, request_context
 from appliance.gateway.services import GatewayServices
-from appliance.identity.apikeys import API_KEY_PREFIX
+from appliance.identity.apikey_cache import CacheMiss
+from appliance.identity.apikeys import API_KEY_PREFIX, ApiKeyRecord
 from appliance.identity.browser import BrowserSignIn
 from appliance.identity.oidc import IdentityUnavailable
 from appliance.identity.principal import Principal
@@ -35,13 +36,21 @@ __all__ = [
 ]
 
 
-def get_services(request: Request) -> GatewayServices:
+async def get_services(request: Request) -> GatewayServices:
     services: GatewayServices = request.app.state.services
     return services
 
 
 ServicesDep = Annotated[GatewayServices, Depends(get_services)]
-ContextDep = Annotated[RequestContext, Depends(request_context)]
+
+
+async def _context(request: Request) -> RequestContext:
+    # Every dependency here is async: FastAPI runs plain ``def`` dependencies in a
+    # worker thread, two thread hops per request for nothing.
+    return request_context(request)
+
+
+ContextDep = Annotated[RequestContext, Depends(_context)]
 
 
 SESSION_COOKIE = "appliance_session"
@@ -49,7 +58,11 @@ CSRF_HEADER = "x-csrf-token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_signin(services: ServicesDep) -> BrowserSignIn:
+async def get_signin(services: ServicesDep) -> BrowserSignIn:
+    return signin_for(services)
+
+
+def signin_for(services: GatewayServices) -> BrowserSignIn:
     """Browser sign-in, when Keycloak is configured (404 otherwise)."""
     if services.identity is None or services.keycloak is None or services.sessions is None:
         raise ModelNotFound("no such route", code="not_found")
@@ -85,7 +98,7 @@ async def browser_session(
     now = services.clock().timestamp()
     session = services.sessions.get(session_id, now=now)
     if session is not None and now >= session.access_expires_at:
-        session = await get_signin(services).refresh(session_id, session, now=now)
+        session = await signin_for(services).refresh(session_id, session, now=now)
     return None if session is None else (session_id, session)
 
 
@@ -105,6 +118,22 @@ async def _session_principal(request: Request, services: GatewayServices) -> Pri
     return session.principal
 
 
+async def _api_key(services: GatewayServices, secret: str) -> ApiKeyRecord | None:
+    """The active key for ``secret``: from the short-lived cache when it knows, else
+    from the database in a worker thread."""
+    now = services.clock()
+    cache = services.api_key_cache
+    if cache is not None:
+        cached = cache.lookup(secret, now=now)
+        if not isinstance(cached, CacheMiss):
+            return cached
+    lookup = cache.authenticate if cache is not None else services.api_keys.authenticate
+    try:
+        return await anyio.to_thread.run_sync(lambda: lookup(secret, now=now))
+    except SQLAlchemyError as exc:  # the database is down: not the caller's fault
+        raise IdentityUnavailable("API keys cannot be checked right now") from exc
+
+
 async def current_principal(
     request: Request, services: ServicesDep, context: ContextDep
 ) -> Principal:
@@ -121,12 +150,7 @@ async def current_principal(
     elif services.identity is not None and not token.startswith(API_KEY_PREFIX):
         principal = await services.identity.principal(token, now=services.clock().timestamp())
     else:
-        try:
-            record = await anyio.to_thread.run_sync(
-                lambda: services.api_keys.authenticate(token, now=services.clock())
-            )
-        except SQLAlchemyError as exc:  # the database is down: not the caller's fault
-            raise IdentityUnavailable("API keys cannot be checked right now") from exc
+        record = await _api_key(services, token)
         if record is None:
             raise AuthenticationFailed("invalid, revoked or expired API key")
         principal = record.principal()
@@ -152,7 +176,7 @@ def require_role(*roles: str) -> Any:
     return Depends(check)
 
 
-def get_audit_store(services: ServicesDep) -> SqlAuditStore:
+async def get_audit_store(services: ServicesDep) -> SqlAuditStore:
     return SqlAuditStore(services.database)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from appliance.errors import ApplianceError, RequestHeadersTooLarge
+from appliance.gateway.errors import error_response
 from appliance.telemetry.logs import REQUEST_ID
 
 __all__ = [
@@ -81,27 +82,8 @@ class UnexpectedErrorMiddleware:
             logger.exception("unhandled error in request %s", request_id)
             if started:
                 return  # mid-response: all we can do is end it; the server closes it
-            body = json.dumps(
-                {
-                    "error": {
-                        "message": f"internal error (request id {request_id})",
-                        "type": "server_error",
-                        "param": None,
-                        "code": "internal_error",
-                    }
-                }
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            error = ApplianceError(f"internal error (request id {request_id})")
+            await error_response(error)(scope, receive, send)
 
 
 MAX_HEADER_BYTES = 16 * 1024
@@ -119,27 +101,10 @@ class HeaderLimitMiddleware:
         if scope["type"] == "http":
             size = sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
             if size > self.max_bytes:
-                body = json.dumps(
-                    {
-                        "error": {
-                            "message": f"request headers exceed {self.max_bytes} bytes",
-                            "type": "invalid_request_error",
-                            "param": None,
-                            "code": "headers_too_large",
-                        }
-                    }
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 431,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    }
+                refusal = error_response(
+                    RequestHeadersTooLarge(f"request headers exceed {self.max_bytes} bytes")
                 )
-                await send({"type": "http.response.body", "body": body})
+                refusal.headers["connection"] = "close"
+                await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)

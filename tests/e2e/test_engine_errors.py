@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from appliance.engine import EngineSupervisor, LaunchSpec
@@ -24,7 +26,9 @@ def test_start_failure_surfaces_the_engine_error(tmp_path) -> None:
         dtype="float32",
         max_model_len=10_000_000,  # far beyond the model's 8192 positions
     )
-    supervisor = EngineSupervisor(spec, log_path=tmp_path / "engine.log", startup_timeout_s=600)
+    supervisor = EngineSupervisor(
+        spec, log_path=tmp_path / "engine.log", base_env=dict(os.environ), startup_timeout_s=600
+    )
     with pytest.raises(EngineStartError) as caught:
         supervisor.start()
     message = str(caught.value)

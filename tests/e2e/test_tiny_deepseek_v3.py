@@ -67,8 +67,8 @@ def _serve_and_generate(tp: int, tmp_path: Path) -> tuple[list[list[str]], float
     )
     verify_manifest(spec.model_dir)  # the engine never serves an unverified model
     supervisor = EngineSupervisor(
-        spec, log_path=tmp_path / f"engine-tp{tp}.log", startup_timeout_s=STARTUP_TIMEOUT_S,
-        max_restarts=0,
+        spec, log_path=tmp_path / f"engine-tp{tp}.log", base_env=dict(os.environ),
+        startup_timeout_s=STARTUP_TIMEOUT_S, max_restarts=0,
     )  # fmt: skip
     started = time.monotonic()
     try:

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from appliance.audit.records import AuditEvent, Outcome
+from appliance.gateway import create_app
 from appliance.gateway.services import utc_now
 from tests.integration.conftest import GatewayHarness
 from tests.support.requests import CHAT, auth, chat_body
@@ -52,13 +53,32 @@ def test_missing_or_bad_key_is_401_and_audited(client, harness, headers, code) -
     assert len(harness.fake.requests) == sent_before  # the engine never saw it
 
 
-def test_revoked_key_is_401(client, harness) -> None:
+def test_key_revoked_through_the_admin_api_is_401_at_once(client, harness) -> None:
     created = harness.keys.create(
         name="t", owner="o", roles=["appliance-user"], models=None, now=utc_now()
     )
+    admin = harness.key(roles=["appliance-admin", "appliance-user"])
     assert client.post(CHAT, json=chat_body(), headers=auth(created.secret)).status_code == 200
-    harness.keys.revoke(created.record.key_id, now=utc_now())
+    revoked = client.delete(f"/admin/api-keys/{created.record.key_id}", headers=auth(admin))
+    assert revoked.status_code == 200
     response = client.post(CHAT, json=chat_body(), headers=auth(created.secret))
+    assert_openai_error(response, 401, "invalid_api_key")
+
+
+def test_key_revoked_by_another_process_is_401_without_the_cache(harness) -> None:
+    """Revoked in the database behind the gateway's back (the CLI, another replica):
+    with `auth.api_key_cache_s: 0` the very next request is refused."""
+    settings = harness.settings.model_copy(
+        update={"auth": harness.settings.auth.model_copy(update={"api_key_cache_s": 0})}
+    )
+    created = harness.keys.create(
+        name="t", owner="o", roles=["appliance-user"], models=None, now=utc_now()
+    )
+    with TestClient(create_app(settings, secrets=harness.secrets)) as uncached:
+        served = uncached.post(CHAT, json=chat_body(), headers=auth(created.secret))
+        assert served.status_code == 200
+        harness.keys.revoke(created.record.key_id, now=utc_now())
+        response = uncached.post(CHAT, json=chat_body(), headers=auth(created.secret))
     assert_openai_error(response, 401, "invalid_api_key")
 
 

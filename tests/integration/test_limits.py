@@ -3,6 +3,7 @@ two gateway processes sharing one Redis."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import redis
@@ -114,6 +116,76 @@ def test_concurrency_limit_frees_the_slot_when_the_stream_ends(harness) -> None:
                 break
             time.sleep(0.05)
         assert again.status_code == 200
+
+
+@pytest.mark.parametrize("spec_version", ["2.3", "2.4"])
+def test_a_client_gone_before_the_first_byte_frees_its_concurrency_slot(
+    harness, spec_version: str
+) -> None:
+    """The streaming body never starts: the client left while the response start was
+    being sent (2.3: the disconnect listener cancels the sender; 2.4: the send fails).
+    The lease must be settled all the same, or the slot stays taken until its TTL."""
+    settings = _with_limits(harness.settings, roles={"appliance-user": {"concurrency": 1}})
+    app = create_app(settings, secrets=harness.secrets)
+    body = json.dumps(chat_body("fake-slow", stream=True)).encode()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": spec_version},
+        "http_version": "1.1", "method": "POST", "scheme": "http", "path": CHAT,
+        "raw_path": CHAT.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"authorization", f"Bearer {harness.user_key}".encode())],
+        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+    }  # fmt: skip
+    sent: list[dict[str, object]] = []
+
+    async def gone_before_the_first_byte() -> None:
+        request = [{"type": "http.request", "body": body, "more_body": False}]
+        starting = anyio.Event()
+
+        async def receive() -> dict[str, object]:
+            if request:
+                return request.pop()
+            await starting.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+            if message["type"] == "http.response.start":
+                starting.set()
+                if spec_version == "2.4":
+                    raise OSError("the client is gone")
+                await anyio.sleep_forever()  # cancelled by the disconnect listener
+
+        with contextlib.suppress(Exception):
+            await app(scope, receive, send)
+
+    with TestClient(app) as client:
+        assert client.portal is not None
+        client.portal.call(gone_before_the_first_byte)
+        # No body byte went out: the generator never ran.
+        assert [m["type"] for m in sent] == ["http.response.start"]
+        again = client.post(CHAT, json=chat_body(), headers=auth(harness.user_key))
+    assert again.status_code == 200, again.text
+    request_id = dict(sent[0]["headers"])[b"x-request-id"].decode()  # type: ignore[call-overload]
+    records = harness.records(request_id)
+    assert [(r.event, r.outcome) for r in records] == [
+        (AuditEvent.REQUEST, Outcome.ACCEPTED),
+        (AuditEvent.COMPLETION, Outcome.CLIENT_DISCONNECTED),
+    ]
+
+
+def test_a_client_sent_priority_never_reaches_the_engine(harness) -> None:
+    headers = auth(harness.user_key)
+    with TestClient(create_app(harness.settings, secrets=harness.secrets)) as client:
+        plain = client.post(CHAT, json=chat_body(priority=-100), headers=headers)
+    assert plain.status_code == 200
+    assert "priority" not in harness.fake.requests[-1]
+    settings = _with_limits(harness.settings, priority={"appliance-user": 5})
+    with TestClient(create_app(settings, secrets=harness.secrets)) as client:
+        ranked = client.post(CHAT, json=chat_body(priority=-100, stream=True), headers=headers)
+    assert ranked.status_code == 200
+    assert harness.fake.requests[-1]["priority"] == 5  # the role's, not the client's
 
 
 def _redis_up() -> bool:

@@ -153,3 +153,31 @@ def test_alias_and_header_policy_route(harness, replicas) -> None:
     assert routed.status_code == 200 and routed.json()["model"] == "fake-model"
     records = harness.records(aliased.headers["x-request-id"])
     assert records[0].model == "pooled"
+
+
+def test_models_lists_aliases_the_caller_may_use(harness, replicas) -> None:
+    settings = _settings(
+        harness,
+        replicas,
+        health_interval_s=0,
+        aliases={"pool-alias": "pooled", "fast": "fake-model", "ghost": "not-served"},
+        policy_routes=[{"model": "pooled", "to": "fake-model", "header": "x-appliance-route=alt"}],
+    )
+    only_pooled = harness.key(models=["pooled"])
+    with TestClient(create_app(settings, secrets=harness.secrets)) as client:
+        everything = client.get("/v1/models", headers=auth(harness.user_key)).json()["data"]
+        limited = client.get("/v1/models", headers=auth(only_pooled)).json()["data"]
+        rerouted = client.get(
+            "/v1/models", headers={**auth(only_pooled), "x-appliance-route": "alt"}
+        ).json()["data"]
+    aliases = {m["id"]: m["parent"] for m in everything if "parent" in m}
+    # An alias of a model nobody serves is not listed.
+    assert aliases == {"fast": "fake-model", "pool-alias": "pooled"}
+    assert all(m["object"] == "model" for m in everything)
+    # A key restricted to "pooled" sees that model and its alias, not "fast".
+    assert [(m["id"], m.get("parent")) for m in limited] == [
+        ("pooled", None),
+        ("pool-alias", "pooled"),
+    ]
+    # The header routes the alias to fake-model, which that key may not use.
+    assert [m["id"] for m in rerouted] == ["pooled"]

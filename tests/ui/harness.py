@@ -4,7 +4,7 @@ API keys for an employee, an auditor and an admin."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,9 @@ UI_MODELS = ["fake-model", "fake-xss", "fake-reasoning", "fake-slow"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 860}
+
+# The ``new_context`` fixture (conftest.py): ``new_context(**options)`` -> a browser context.
+NewContext = Callable[..., Any]
 
 
 @dataclass

@@ -16,6 +16,7 @@ EXPECTED: dict[type[ApplianceError], tuple[int, str, str]] = {
     errors.ModelNotFound: (404, "invalid_request_error", "model_not_found"),
     errors.RequestTooLarge: (413, "invalid_request_error", "request_too_large"),
     errors.UnsupportedMediaType: (415, "invalid_request_error", "unsupported_media_type"),
+    errors.RequestHeadersTooLarge: (431, "invalid_request_error", "headers_too_large"),
     errors.RateLimited: (429, "rate_limit_error", "rate_limit_exceeded"),
     errors.UpstreamError: (502, "api_error", "engine_error"),
     errors.EngineUnavailable: (503, "api_error", "engine_unavailable"),

@@ -14,14 +14,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from appliance.audit.access import Actor, inclusion_proof_for, record_act, reveal, search_details
-from appliance.audit.log import AuditLog
+from appliance.audit.access import inclusion_proof_for, record_act, reveal, search_details
 from appliance.audit.records import AuditEvent, metadata_of
 from appliance.audit.store import SearchFilter, StoredEntry
-from appliance.audit.writer import GroupCommitWriter
-from appliance.errors import AuditUnavailable, ModelNotFound
+from appliance.errors import ModelNotFound
+from appliance.gateway.audit_access import audit_log_of, request_actor
 from appliance.gateway.deps import AuditDep, ServicesDep, require_role
-from appliance.gateway.services import GatewayServices
 from appliance.identity.principal import Principal
 
 __all__ = ["router"]
@@ -36,22 +34,6 @@ WitnessDep = Annotated[Principal, require_role(AUDITOR, WITNESS)]
 
 class RevealRequest(BaseModel):
     reason: str = Field(min_length=3, max_length=500)
-
-
-def _log(services: GatewayServices) -> AuditLog:
-    if isinstance(services.audit, GroupCommitWriter):
-        return services.audit.log
-    raise AuditUnavailable("the audit log is not available in this gateway")
-
-
-def _actor(principal: Principal, request: Request) -> Actor:
-    return Actor(
-        subject=principal.subject,
-        username=principal.username,
-        auth_method=principal.auth_method.value,
-        client_addr=request.client.host if request.client else None,
-        team=principal.team,
-    )
 
 
 def _entry(stored: StoredEntry) -> dict[str, Any]:
@@ -77,7 +59,7 @@ async def latest_checkpoint(_principal: WitnessDep, store: AuditDep) -> PlainTex
 async def sign_checkpoint_now(
     _principal: AuditorDep, services: ServicesDep, store: AuditDep
 ) -> PlainTextResponse:
-    log = _log(services)
+    log = audit_log_of(services)
     await anyio.to_thread.run_sync(log.checkpoint)
     checkpoint = await anyio.to_thread.run_sync(store.latest_checkpoint)
     if checkpoint is None:
@@ -108,8 +90,8 @@ async def search_records(
         outcome=outcome, request_id=request_id, since=since, until=until,
         denials_only=denials, limit=limit,
     )  # fmt: skip
-    log = _log(services)
-    actor = _actor(principal, request)
+    log = audit_log_of(services)
+    actor = request_actor(principal, request)
 
     def run() -> list[StoredEntry]:
         record_act(
@@ -126,7 +108,7 @@ async def search_records(
 async def record_proof(
     record_id: str, _principal: AuditorDep, services: ServicesDep, store: AuditDep
 ) -> dict[str, Any]:
-    log = _log(services)
+    log = audit_log_of(services)
     return await anyio.to_thread.run_sync(
         lambda: inclusion_proof_for(store, record_id, origin=log.origin, verifier=log.verifier)
     )
@@ -140,8 +122,8 @@ async def reveal_record(
     services: ServicesDep,
     request: Request,
 ) -> dict[str, Any]:
-    log = _log(services)
-    actor = _actor(principal, request)
+    log = audit_log_of(services)
+    actor = request_actor(principal, request)
     shown = await anyio.to_thread.run_sync(
         lambda: reveal(log, record_id, actor=actor, reason=body.reason, via="POST /audit/reveal")
     )

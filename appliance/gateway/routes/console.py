@@ -21,14 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 
-from appliance.audit.access import Actor, record_act, shred_subject
+from appliance.audit.access import record_act, shred_subject
 from appliance.audit.export import export_bundle
-from appliance.audit.log import AuditLog
 from appliance.audit.records import AuditEvent
 from appliance.audit.verify import verify_log
-from appliance.audit.writer import GroupCommitWriter
 from appliance.db.tables import audit_log
-from appliance.errors import AuditUnavailable, InvalidRequest, VerificationError
+from appliance.errors import InvalidRequest, VerificationError
+from appliance.gateway.audit_access import audit_log_of, request_actor
 from appliance.gateway.deps import AuditDep, ServicesDep, require_role
 from appliance.gateway.services import GatewayServices
 from appliance.identity.principal import Principal
@@ -42,24 +41,8 @@ AuditorDep = Annotated[Principal, require_role("appliance-auditor")]
 AdminDep = Annotated[Principal, require_role("appliance-admin")]
 
 
-def _log(services: GatewayServices) -> AuditLog:
-    if isinstance(services.audit, GroupCommitWriter):
-        return services.audit.log
-    raise AuditUnavailable("the audit log is not available in this gateway")
-
-
-def _actor(principal: Principal, request: Request) -> Actor:
-    return Actor(
-        subject=principal.subject,
-        username=principal.username,
-        auth_method=principal.auth_method.value,
-        client_addr=request.client.host if request.client else None,
-        team=principal.team,
-    )
-
-
 def _checkpoint_view(services: GatewayServices) -> dict[str, Any] | None:
-    latest = _log(services).store.latest_checkpoint()
+    latest = audit_log_of(services).store.latest_checkpoint()
     if latest is None:
         return None
     return {
@@ -82,7 +65,7 @@ async def integrity(
 async def verify_now(
     _principal: AuditorDep, services: ServicesDep, store: AuditDep, request: Request
 ) -> dict[str, Any]:
-    log = _log(services)
+    log = audit_log_of(services)
     started = time.monotonic()
 
     def run() -> dict[str, Any]:
@@ -115,7 +98,7 @@ class ExportRange(BaseModel):
 async def export(
     body: ExportRange, principal: AuditorDep, services: ServicesDep, request: Request
 ) -> FileResponse:
-    log = _log(services)
+    log = audit_log_of(services)
     since = (
         datetime(body.since.year, body.since.month, body.since.day, tzinfo=UTC)
         if body.since
@@ -128,7 +111,7 @@ async def export(
     folder = Path(tempfile.mkdtemp(prefix="appliance-export-"))
     name = f"evidence-{body.since or 'start'}-{body.until or 'now'}.zip"
     out = folder / name
-    actor = _actor(principal, request)
+    actor = request_actor(principal, request)
     await anyio.to_thread.run_sync(
         lambda: export_bundle(log, out, since=since, until=until, actor=actor)
     )
@@ -150,8 +133,8 @@ async def usage(
     days: Annotated[int, Query(ge=1, le=366)] = 14,
 ) -> dict[str, Any]:
     """Requests and tokens per day by team and by model, and denials per day."""
-    log = _log(services)
-    actor = _actor(principal, request)
+    log = audit_log_of(services)
+    actor = request_actor(principal, request)
     since = services.clock().astimezone(UTC) - timedelta(days=days)
 
     def run() -> dict[str, Any]:
@@ -218,8 +201,8 @@ async def shred(
 ) -> dict[str, Any]:
     if body.confirm != body.subject:
         raise InvalidRequest("type the subject again to confirm the erasure", param="confirm")
-    log = _log(services)
-    actor = _actor(principal, request)
+    log = audit_log_of(services)
+    actor = request_actor(principal, request)
     keys = await anyio.to_thread.run_sync(
         lambda: shred_subject(log, body.subject, actor=actor, reason=body.reason)
     )

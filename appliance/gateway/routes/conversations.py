@@ -44,7 +44,7 @@ class SaveConversation(BaseModel):
     messages: list[Message] | None = Field(default=None, max_length=500)
 
 
-def get_conversations(services: ServicesDep) -> ConversationStore:
+async def get_conversations(services: ServicesDep) -> ConversationStore:
     return ConversationStore(services.database, _keyring(services), services.clock)
 
 

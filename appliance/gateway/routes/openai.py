@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from appliance.gateway.deps import ContextDep, PrincipalDep, ServicesDep
 from appliance.gateway.proxy import proxy_openai
 from appliance.gateway.schemas import ChatCompletionRequest, CompletionRequest
-from appliance.identity.policy import allowed_models
+from appliance.identity.policy import allowed_models, is_model_allowed
 
 __all__ = ["router"]
 
@@ -42,12 +42,24 @@ async def completions(
     )
 
 
-@router.get("/models", summary="The models the caller may use")
-async def list_models(principal: PrincipalDep, services: ServicesDep) -> dict[str, object]:
-    names = allowed_models(
-        principal, services.upstream.models(), services.settings.policy.role_models
-    )
-    return {
-        "object": "list",
-        "data": [{"id": name, "object": "model", "owned_by": "appliance"} for name in names],
-    }
+@router.get("/models", summary="The models the caller may use, and aliases of them")
+async def list_models(
+    request: Request, principal: PrincipalDep, services: ServicesDep
+) -> dict[str, object]:
+    role_models = services.settings.policy.role_models
+    upstream = services.upstream
+    names = allowed_models(principal, upstream.models(), role_models)
+    data: list[dict[str, object]] = [
+        {"id": name, "object": "model", "owned_by": "appliance"} for name in names
+    ]
+    # An alias is listed when a request for it would be served for this caller: it
+    # resolves (alias, then policy routes, as for a completion) to a served model the
+    # caller may use. ``parent`` names that model, as vLLM does for adapters.
+    for alias in sorted(upstream.routing.aliases):
+        if alias in names:
+            continue  # listed already
+        target = upstream.resolve(alias, roles=principal.roles, headers=request.headers)
+        if upstream.serves(target) and is_model_allowed(principal, target, role_models):
+            data.append({"id": alias, "object": "model", "owned_by": "appliance",
+                         "parent": target})  # fmt: skip
+    return {"object": "list", "data": data}

@@ -54,30 +54,40 @@ def _nav(session: BrowserSession) -> dict[str, Any]:
     }
 
 
-async def _page_session(request: Request, services: GatewayServices) -> BrowserSession | Response:
+async def _page_session(
+    request: Request, services: GatewayServices, role: str | None = None
+) -> BrowserSession | Response:
+    """The signed-in session holding ``role`` (when given); else the page to show instead:
+    a redirect to sign-in, or 403."""
     found = await browser_session(request, services)
     if found is None:
         target = "/ui/login?" + urlencode({"next": request.url.path})
         return RedirectResponse(target, status_code=303)
-    return found[1]
+    session = found[1]
+    if role is not None and not session.principal.has_role(role):
+        return render_page(
+            "forbidden.html", status=403, title="Not allowed", role=role, active="", **_nav(session)
+        )
+    return session
 
 
-def _forbidden(session: BrowserSession, role: str) -> Response:
-    return render_page(
-        "forbidden.html", status=403, title="Not allowed", role=role, active="", **_nav(session)
-    )
-
-
-@router.get("/login")
-async def login_form(request: Request, services: ServicesDep, next: str = "/ui/chat") -> Response:
+def _login_page(
+    request: Request,
+    services: GatewayServices,
+    next_path: str,
+    error: str | None = None,
+) -> Response:
+    """The sign-in form (400 with ``error``), with a fresh login CSRF token in the form and
+    in a cookie."""
     token = new_secret()
     response = render_page(
         "login.html",
+        status=200 if error is None else 400,
         title="Sign in",
         csrf_token=token,
-        next=safe_next_path(next),
+        next=next_path,
         keycloak=services.settings.oidc.enabled,
-        error=None,
+        error=error,
     )
     response.set_cookie(
         _LOGIN_CSRF,
@@ -91,6 +101,11 @@ async def login_form(request: Request, services: ServicesDep, next: str = "/ui/c
     return response
 
 
+@router.get("/login")
+async def login_form(request: Request, services: ServicesDep, next: str = "/ui/chat") -> Response:
+    return _login_page(request, services, safe_next_path(next))
+
+
 @router.post("/login")
 async def login(request: Request, services: ServicesDep) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
@@ -102,14 +117,14 @@ async def login(request: Request, services: ServicesDep) -> Response:
     expected = request.cookies.get(_LOGIN_CSRF, "")
     presented = field("csrf_token")
     if not expected or not hmac.compare_digest(expected.encode(), presented.encode()):
-        return _login_error(request, services, next_path, "The form expired. Please try again.")
+        return _login_page(request, services, next_path, "The form expired. Please try again.")
     if services.sessions is None:
-        return _login_error(request, services, next_path, "Browser sign-in is not available.")
+        return _login_page(request, services, next_path, "Browser sign-in is not available.")
     secret = field("api_key")
     now = services.clock()
     record = await anyio.to_thread.run_sync(lambda: services.api_keys.authenticate(secret, now=now))
     if record is None:
-        return _login_error(
+        return _login_page(
             request, services, next_path, "That API key is not valid, revoked or expired."
         )
     ttl = services.settings.oidc.session_ttl_s
@@ -128,31 +143,6 @@ async def login(request: Request, services: ServicesDep) -> Response:
         secure=_secure(request, services),
     )
     response.delete_cookie(_LOGIN_CSRF, path="/ui")
-    return response
-
-
-def _login_error(
-    request: Request, services: GatewayServices, next_path: str, message: str
-) -> Response:
-    token = new_secret()
-    response = render_page(
-        "login.html",
-        status=400,
-        title="Sign in",
-        csrf_token=token,
-        next=next_path,
-        keycloak=services.settings.oidc.enabled,
-        error=message,
-    )
-    response.set_cookie(
-        _LOGIN_CSRF,
-        token,
-        max_age=600,
-        path="/ui",
-        httponly=True,
-        samesite="strict",
-        secure=_secure(request, services),
-    )
     return response
 
 
@@ -184,11 +174,9 @@ async def chat_page(request: Request, services: ServicesDep) -> Response:
 
 @router.get("/console")
 async def console_page(request: Request, services: ServicesDep) -> Response:
-    session = await _page_session(request, services)
+    session = await _page_session(request, services, AUDITOR)
     if isinstance(session, Response):
         return session
-    if not session.principal.has_role(AUDITOR):
-        return _forbidden(session, AUDITOR)
     return render_page(
         "console.html", title="Compliance console", active="console", **_nav(session)
     )
@@ -196,11 +184,9 @@ async def console_page(request: Request, services: ServicesDep) -> Response:
 
 @router.get("/admin")
 async def admin_page(request: Request, services: ServicesDep) -> Response:
-    session = await _page_session(request, services)
+    session = await _page_session(request, services, ADMIN)
     if isinstance(session, Response):
         return session
-    if not session.principal.has_role(ADMIN):
-        return _forbidden(session, ADMIN)
     engine = services.settings.engine
     plan = {
         "Local engine": "enabled" if engine.enabled else "disabled (external engines)",

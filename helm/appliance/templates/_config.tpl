@@ -10,6 +10,10 @@
 {{- $_ := set $gateway "host" "0.0.0.0" -}}
 {{- $_ := set $gateway "port" (int .Values.gateway.port) -}}
 {{- $_ := set $gateway "upstreams" (list (dict "model" .Values.engine.model.servedModelName "url" (include "appliance.engine.url" .))) -}}
+{{- if .Values.gateway.engineTls.existingSecret -}}
+{{- $dir := "/var/run/appliance/engine-tls" -}}
+{{- $_ := set $gateway "engine_tls" (dict "ca_file" (printf "%s/ca.crt" $dir) "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir)) -}}
+{{- end -}}
 {{- $_ := set $config "gateway" $gateway -}}
 {{- $audit := $config.audit | default dict -}}
 {{- $_ := set $audit "master_key_file" "/var/run/appliance/secrets/audit_master_key" -}}

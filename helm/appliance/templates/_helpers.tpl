@@ -105,7 +105,24 @@ seccompProfile:
 
 {{/* The engine's HTTP port and the in-cluster engine URL the gateway uses. */}}
 {{- define "appliance.engine.url" -}}
-{{- printf "http://%s:%d" (include "appliance.engine.fullname" .) (int .Values.engine.service.port) -}}
+{{- printf "%s://%s:%d" (ternary "https" "http" (not (empty .Values.engine.tls.existingSecret))) (include "appliance.engine.fullname" .) (int .Values.engine.service.port) -}}
+{{- end -}}
+
+{{/* The head's probes. Plain HTTP: httpGet. Mutual TLS: the kubelet cannot present a
+client certificate, so an exec probe polls /health with the engine's own certificate
+(server and client usage) from inside the container. */}}
+{{- define "appliance.engine.probe" -}}
+{{- if .root.Values.engine.tls.existingSecret -}}
+exec:
+  command:
+    - python3
+    - -c
+    - "import ssl, urllib.request as u; d = '/var/run/appliance/engine-tls/'; c = ssl.create_default_context(cafile=d + 'ca.crt'); c.check_hostname = False; c.load_cert_chain(d + 'tls.crt', d + 'tls.key'); u.urlopen('https://127.0.0.1:{{ .root.Values.engine.containerPort }}/health', context=c, timeout={{ .timeout }})"
+{{- else -}}
+httpGet:
+  path: /health
+  port: http
+{{- end -}}
 {{- end -}}
 
 {{- define "appliance.engine.multinode" -}}
@@ -140,6 +157,11 @@ appliance.engine.script (dict "root" $ "args" list "leader" bool)
 {{- end -}}
 {{- if .leader -}}
 {{- $out = concat $out (list "--host" "0.0.0.0" "--port" (toString $root.Values.engine.containerPort)) -}}
+{{- if $root.Values.engine.tls.existingSecret -}}
+{{- /* Mutual TLS: 2 = ssl.CERT_REQUIRED, no client certificate, no connection. */ -}}
+{{- $dir := "/var/run/appliance/engine-tls" -}}
+{{- $out = concat $out (list "--ssl-keyfile" (printf "%s/tls.key" $dir) "--ssl-certfile" (printf "%s/tls.crt" $dir) "--ssl-ca-certs" (printf "%s/ca.crt" $dir) "--ssl-cert-reqs" "2") -}}
+{{- end -}}
 {{- end -}}
 {{- range $root.Values.engine.extraArgs }}{{ $out = append $out (squote .) }}{{ end -}}
 find /dev/shm -mindepth 1 -type f -delete 2>/dev/null || true
@@ -163,6 +185,9 @@ find /dev/shm -mindepth 1 -type f -delete 2>/dev/null || true
 {{- end -}}
 {{- if and (not .Values.postgresql.bundled.enabled) (not .Values.postgresql.external.host) -}}
 {{- $messages = append $messages "postgresql: set external.host (the database URL is in the existing Secret) or enable bundled for evaluation" -}}
+{{- end -}}
+{{- if and .Values.engine.tls.existingSecret (not .Values.gateway.engineTls.existingSecret) -}}
+{{- $messages = append $messages "gateway.engineTls.existingSecret: required with engine.tls.existingSecret (the engines refuse clients without a certificate)" -}}
 {{- end -}}
 {{- if and .Values.keycloak.enabled (not .Values.keycloak.url) -}}
 {{- $messages = append $messages "keycloak.url: required when keycloak.enabled" -}}

@@ -284,3 +284,36 @@ def test_spec_from_settings_uses_a_configured_model_dir(tmp_path: Path) -> None:
     model = tmp_path / "elsewhere" / "model"
     spec = spec_from_settings(Settings(data_dir=tmp_path, engine={"model_dir": model}), API_KEY)
     assert spec.model_dir == model.resolve()
+
+
+# -- mutual TLS on the engine's server ----------------------------------------------------
+
+
+def test_engine_tls_from_settings_passes_vllms_ssl_flags(tmp_path: Path, clean_env: None) -> None:
+    tls = {"cert_file": tmp_path / "e.crt", "key_file": tmp_path / "e.key",
+           "ca_file": tmp_path / "ca.crt"}  # fmt: skip
+    settings = Settings(data_dir=tmp_path, engine={"port": 8443, "tls": tls})
+    spec = spec_from_settings(settings, api_key=API_KEY)
+    argv = spec.argv()
+    assert _flag(argv, "--ssl-keyfile") == str(tmp_path / "e.key")
+    assert _flag(argv, "--ssl-certfile") == str(tmp_path / "e.crt")
+    assert _flag(argv, "--ssl-ca-certs") == str(tmp_path / "ca.crt")
+    assert _flag(argv, "--ssl-cert-reqs") == "2"  # ssl.CERT_REQUIRED
+    assert spec.url == "https://127.0.0.1:8443"
+    # The gateway's default upstream for the local engine speaks https too.
+    assert settings.engine_url == "https://127.0.0.1:8443"
+    assert settings.effective_upstreams()[0].url == "https://127.0.0.1:8443"
+
+
+def test_without_engine_tls_no_ssl_flag_and_plain_http(tmp_path: Path, clean_env: None) -> None:
+    spec = spec_from_settings(Settings(data_dir=tmp_path), api_key=API_KEY)
+    assert not [arg for arg in spec.argv() if arg.startswith("--ssl")]
+    assert spec.url.startswith("http://")
+
+
+def test_engine_tls_needs_certificate_key_and_ca_together(tmp_path: Path, clean_env: None) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="cert_file, key_file and ca_file together"):
+        Settings(data_dir=tmp_path, engine={"tls": {"cert_file": tmp_path / "e.crt",
+                                                    "key_file": tmp_path / "e.key"}})  # fmt: skip

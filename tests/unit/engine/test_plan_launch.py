@@ -90,3 +90,19 @@ def test_read_plan(tmp_path: Path) -> None:
         read_plan(path)
     with pytest.raises(ConfigurationError, match="cannot read"):
         read_plan(tmp_path / "missing.json")
+
+
+def test_tls_applies_to_the_head_only() -> None:
+    from appliance.engine.launch import EngineTls
+
+    tls = EngineTls(Path("/pki/e.crt"), Path("/pki/e.key"), Path("/pki/ca.crt"))
+    plan = _plan("deepseek-v3", "h100", 8, nodes=2, master_addr="10.0.0.1")
+    head = launch_spec_from_plan(plan, role="head", model_dir=MODEL_DIR, api_key="k",
+                                 port=8100, tls=tls)  # fmt: skip
+    worker = launch_spec_from_plan(plan, role="worker", model_dir=MODEL_DIR, api_key="k",
+                                   port=8100, tls=tls)  # fmt: skip
+    assert _flag(head.argv(), "--ssl-cert-reqs") == "2"
+    assert head.url.startswith("https://")
+    # A headless worker serves no HTTP: no certificate flags.
+    assert isinstance(worker, HeadlessLaunchSpec)
+    assert not [arg for arg in worker.argv() if arg.startswith("--ssl")]

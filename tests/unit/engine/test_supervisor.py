@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from appliance.engine.launch import LaunchSpec
+from appliance.engine.launch import EngineTls, LaunchSpec
 from appliance.engine.supervisor import EngineSupervisor, wait_healthy
+from appliance.engine.tls import health_check_context
 from appliance.errors import EngineStartError
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,6 +44,10 @@ parser.add_argument("--health-delay", type=float, default=0.0)
 parser.add_argument("--fail", action="store_true")
 parser.add_argument("--child-pid-file")
 parser.add_argument("--env-file")
+parser.add_argument("--ssl-keyfile")
+parser.add_argument("--ssl-certfile")
+parser.add_argument("--ssl-ca-certs")
+parser.add_argument("--ssl-cert-reqs", type=int, default=0)
 args = parser.parse_args()
 
 print(f"fake engine pid {os.getpid()} starting", flush=True)
@@ -73,6 +79,14 @@ class Health(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.HTTPServer(("127.0.0.1", args.port), Health)
+if args.ssl_certfile:  # as vLLM's server does with these flags
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(args.ssl_certfile, args.ssl_keyfile)
+    context.load_verify_locations(args.ssl_ca_certs)
+    context.verify_mode = ssl.VerifyMode(args.ssl_cert_reqs)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(f"fake engine listening on port {args.port}", flush=True)
 server.serve_forever()
 """
@@ -86,7 +100,8 @@ class FakeEngineSpec(LaunchSpec):
     mode_args: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
-        return [self.python, str(self.script), "--port", str(self.port), *self.mode_args]
+        tls = self.tls.args() if self.tls is not None else []
+        return [self.python, str(self.script), "--port", str(self.port), *self.mode_args, *tls]
 
 
 def _free_port() -> int:
@@ -142,7 +157,7 @@ def child_pid_file(tmp_path: Path) -> Iterator[Path]:
 def make_supervisor(tmp_path: Path, script: Path) -> Iterator[Callable[..., EngineSupervisor]]:
     made: list[EngineSupervisor] = []
 
-    def _make(*mode_args: str, **options: object) -> EngineSupervisor:
+    def _make(*mode_args: str, tls: EngineTls | None = None, **options: object) -> EngineSupervisor:
         spec = FakeEngineSpec(
             model_dir=tmp_path / "model",
             served_model_name="fake-model",
@@ -151,8 +166,10 @@ def make_supervisor(tmp_path: Path, script: Path) -> Iterator[Callable[..., Engi
             python=sys.executable,
             script=script,
             mode_args=mode_args,
+            tls=tls,
         )
         options.setdefault("log_path", tmp_path / "logs" / "engine.log")
+        options.setdefault("base_env", dict(os.environ))
         options.setdefault("startup_timeout_s", 60.0)
         supervisor = EngineSupervisor(spec, **options)  # type: ignore[arg-type]
         made.append(supervisor)
@@ -321,7 +338,62 @@ def test_a_taken_port_is_refused_before_spawning(tmp_path) -> None:
         listener.listen()
         port = listener.getsockname()[1]
         spec = LaunchSpec(model_dir=tmp_path, served_model_name="m", port=port, api_key="k")
-        supervisor = EngineSupervisor(spec, log_path=tmp_path / "engine.log")
+        supervisor = EngineSupervisor(spec, log_path=tmp_path / "engine.log", base_env={})
         with pytest.raises(EngineStartError, match="already in use"):
             supervisor.start()
         assert supervisor.pid is None
+
+
+# -- mutual TLS -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from datetime import UTC, datetime
+
+    from appliance.pki import init_ca
+
+    directory = tmp_path_factory.mktemp("pki")
+    init_ca(directory, gateway_hosts=["127.0.0.1"], engines={"engine-0": ["engine.internal"]},
+            days=2, now=datetime.now(UTC))  # fmt: skip
+    return directory
+
+
+def _engine_tls(pki: Path) -> EngineTls:
+    return EngineTls(pki / "engine-0.crt", pki / "engine-0.key", pki / "ca.crt")
+
+
+def _no_client_cert(pki: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.check_hostname = False
+    return context
+
+
+def test_health_checks_of_a_mutual_tls_engine_present_the_client_certificate(
+    make_supervisor, pki
+) -> None:
+    # The engine's certificate names engine.internal, not 127.0.0.1: the supervisor
+    # checks the chain, not the name, of its own child.
+    health = health_check_context(
+        ca_file=pki / "ca.crt", cert_file=pki / "gateway.crt", key_file=pki / "gateway.key"
+    )
+    supervisor = make_supervisor(tls=_engine_tls(pki), health_tls=health)
+    assert supervisor.spec.url.startswith("https://")
+    supervisor.start()
+    assert supervisor.is_running()
+    # The engine really requires the certificate: without one, no answer.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{supervisor.spec.url}/health", verify=_no_client_cert(pki), timeout=2.0)
+
+
+def test_a_mutual_tls_engine_without_health_credentials_is_refused(make_supervisor, pki) -> None:
+    with pytest.raises(ValueError, match="health_tls"):
+        make_supervisor(tls=_engine_tls(pki))
+
+
+def test_health_checks_without_the_client_certificate_never_pass(make_supervisor, pki) -> None:
+    supervisor = make_supervisor(
+        tls=_engine_tls(pki), health_tls=_no_client_cert(pki), startup_timeout_s=3.0
+    )
+    with pytest.raises(EngineStartError, match="did not become healthy"):
+        supervisor.start()

@@ -1,10 +1,21 @@
+"""The engine client against real sockets: a recording ASGI app under uvicorn, a raw
+socket that breaks the protocol, and a port nobody listens on."""
+
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import threading
+from collections.abc import Iterator
 
+import aiohttp
 import anyio
-import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from appliance.errors import (
     EngineUnavailable,
@@ -13,65 +24,112 @@ from appliance.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from appliance.gateway.upstream import Upstream, upstream_status_error
+from appliance.gateway.upstream import Upstream, map_upstream_exceptions, upstream_status_error
+from tests.support.servers import ServerThread, free_port
 
 
-def make_upstream(handler) -> Upstream:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def engine() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """A stand-in engine recording what it was sent; ``/slow`` answers after 2 s."""
+    seen: list[dict[str, object]] = []
+
+    async def chat(request: Request) -> Response:
+        seen.append({"headers": dict(request.headers), "body": await request.body()})
+        return JSONResponse({"ok": True})
+
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(2)
+        return JSONResponse({"late": True})
+
+    app = Starlette(routes=[
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/slow", slow, methods=["POST"]),
+    ])  # fmt: skip
+    with ServerThread(app) as server:
+        yield server.url, seen
+
+
+@pytest.fixture
+def broken_engine() -> Iterator[str]:
+    """Answers 200 with a Content-Length it never delivers, then hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        with listener:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"par')
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    thread.join(timeout=5)
+
+
+def make_upstream(url: str, read_timeout_s: float = 1) -> Upstream:
     return Upstream(
-        {"m": "http://engine:8100"},
-        api_key="shared",
-        connect_timeout_s=1,
-        read_timeout_s=1,
-        transport=httpx.MockTransport(handler),
+        {"m": url}, api_key="shared", connect_timeout_s=1, read_timeout_s=read_timeout_s
     )
 
 
-async def _open(upstream: Upstream, model: str = "m") -> httpx.Response:
-    response = await upstream.open_stream(model, "/v1/chat/completions", {"model": model},
-                                          request_id="req-1")  # fmt: skip
-    await response.aread()
-    await response.aclose()
-    await upstream.aclose()
-    return response
+async def _open(upstream: Upstream, model: str = "m", path: str = "/v1/chat/completions") -> int:
+    try:
+        response = await upstream.open_stream(model, path, {"model": model}, request_id="req-1")
+        await response.aread()
+        await response.aclose()
+        return response.status_code
+    finally:
+        await upstream.aclose()
 
 
-def test_sends_secret_request_id_and_json() -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"ok": True})
-
-    response = anyio.run(_open, make_upstream(handler))
-    assert response.status_code == 200
+def test_sends_secret_request_id_and_json(engine) -> None:  # type: ignore[no-untyped-def]
+    url, seen = engine
+    seen.clear()
+    assert anyio.run(_open, make_upstream(url)) == 200
     (request,) = seen
-    assert request.url == "http://engine:8100/v1/chat/completions"
-    assert request.headers["authorization"] == "Bearer shared"
-    assert request.headers["x-request-id"] == "req-1"
-    assert request.headers["accept-encoding"] == "identity"
-    assert json.loads(request.content) == {"model": "m"}
+    headers = request["headers"]
+    assert headers["authorization"] == "Bearer shared"  # type: ignore[index]
+    assert headers["x-request-id"] == "req-1"  # type: ignore[index]
+    assert headers["accept-encoding"] == "identity"  # type: ignore[index]
+    assert headers["content-type"] == "application/json"  # type: ignore[index]
+    assert json.loads(request["body"]) == {"model": "m"}  # type: ignore[arg-type]
+
+
+def test_nobody_listening_is_engine_unavailable() -> None:
+    with pytest.raises(EngineUnavailable):
+        anyio.run(_open, make_upstream(f"http://127.0.0.1:{free_port()}"))
+
+
+def test_an_engine_slower_than_the_read_timeout_is_upstream_timeout(engine) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UpstreamTimeout):
+        anyio.run(_open, make_upstream(engine[0], read_timeout_s=0.3), "m", "/slow")
+
+
+def test_a_body_cut_short_is_upstream_error(broken_engine: str) -> None:
+    with pytest.raises(UpstreamError):
+        anyio.run(_open, make_upstream(broken_engine))
 
 
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [
-        (httpx.ConnectError("refused"), EngineUnavailable),
-        (httpx.ConnectTimeout("slow"), EngineUnavailable),
-        (httpx.ReadTimeout("slow"), UpstreamTimeout),
-        (httpx.RemoteProtocolError("broken"), UpstreamError),
+        (aiohttp.ConnectionTimeoutError("slow connect"), EngineUnavailable),
+        (aiohttp.SocketTimeoutError("slow read"), UpstreamTimeout),
+        (TimeoutError(), UpstreamTimeout),
+        (aiohttp.ServerDisconnectedError(), UpstreamError),
+        (aiohttp.ClientPayloadError("broken"), UpstreamError),
     ],
 )
-def test_transport_errors_map_to_appliance_errors(exc: Exception, expected: type) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+def test_client_errors_map_to_appliance_errors(exc: Exception, expected: type) -> None:
+    with pytest.raises(expected), map_upstream_exceptions("m"):
         raise exc
 
-    with pytest.raises(expected):
-        anyio.run(_open, make_upstream(handler))
 
-
-def test_unrouted_model_is_not_found() -> None:
+def test_unrouted_model_is_not_found(engine) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ModelNotFound):
-        anyio.run(_open, make_upstream(lambda r: httpx.Response(200)), "other")
+        anyio.run(_open, make_upstream(engine[0]), "other")
 
 
 @pytest.mark.parametrize(

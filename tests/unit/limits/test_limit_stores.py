@@ -1,13 +1,16 @@
 """The memory and Redis stores: all-or-nothing admission, slots, settlement, and the
-Redis Lua scripts agreeing with the pure arithmetic."""
+Redis Lua scripts agreeing with the pure admission the memory store applies."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from appliance.limits.quota import BucketRule
@@ -96,3 +99,72 @@ async def test_concurrency_slots_release_and_expire(store: tuple[LimitStore, str
     assert await limits.acquire([], [slot], lease_id="d", now_s=2.0, lease_ttl_s=10) is not None
     # "b" was never released (its gateway died): it expires after the lease TTL.
     assert await limits.acquire([], [slot], lease_id="d", now_s=10.5, lease_ttl_s=10) is None
+
+
+# -- the two stores agree -------------------------------------------------------------
+# Rules whose rates (1, 2, 10 and 0.5 per second) and times (half seconds) are exact in
+# binary floating point, so both stores must give the very same answers.
+_RULES = [BucketRule(60), BucketRule(120), BucketRule(600), BucketRule(30)]
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["acquire", "release"]),
+        st.integers(0, 6),  # half seconds to wait first
+        st.lists(st.tuples(st.integers(0, 3), st.integers(-40, 80)), max_size=3),
+        st.lists(st.integers(0, 1), max_size=2, unique=True),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+async def _replay(store: LimitStore, prefix: str, ops: list) -> list[object]:  # type: ignore[type-arg]
+    answers: list[object] = []
+    now, leases = 1000.0, 0
+    for op, wait, charges, slots in ops:
+        now += wait / 2
+        claims = [SlotClaim(f"{prefix}:slot{s}", 1 + s) for s in slots]
+        if op == "acquire":
+            leases += 1
+            bucket_charges = [
+                BucketCharge(f"{prefix}:b{rule}", _RULES[rule], _RULES[rule].clamp(abs(amount)))
+                for rule, amount in charges
+            ]
+            refusal = await store.acquire(
+                bucket_charges, claims, lease_id=f"l{leases}", now_s=now, lease_ttl_s=5.0
+            )
+            answers.append(
+                None if refusal is None else (refusal.index, round(refusal.retry_after_s, 9))
+            )
+        else:
+            adjustments = [
+                BucketCharge(f"{prefix}:b{rule}", _RULES[rule], float(amount))
+                for rule, amount in charges
+            ]
+            await store.release(adjustments, claims, lease_id=f"l{max(leases, 1)}", now_s=now)
+            answers.append("released")
+    # Then every bucket is probed for what it holds: a full-size charge's wait.
+    for rule in range(len(_RULES)):
+        probe = BucketCharge(f"{prefix}:b{rule}", _RULES[rule], _RULES[rule].capacity)
+        refusal = await store.acquire([probe], [], lease_id="probe", now_s=now, lease_ttl_s=5.0)
+        answers.append(None if refusal is None else round(refusal.retry_after_s, 9))
+    return answers
+
+
+@pytest.mark.skipif(not _redis_up(), reason="no Redis at 127.0.0.1:6379")
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=_OPS)
+def test_memory_and_redis_stores_give_the_same_answers(ops) -> None:
+    async def run() -> tuple[list[object], list[object]]:
+        prefix = f"test-limits-{uuid.uuid4().hex}"
+        client = Redis.from_url(REDIS_URL)
+        try:
+            in_redis = await _replay(RedisLimitStore(client), prefix, ops)
+        finally:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+            if keys:
+                await client.delete(*keys)
+            await client.aclose()
+        return await _replay(MemoryLimitStore(), prefix, ops), in_redis
+
+    in_memory, in_redis = asyncio.run(run())
+    assert in_memory == in_redis

@@ -84,24 +84,18 @@ spec:
         {{- end }}
       {{- if $leader }}
       startupProbe:
-        httpGet:
-          path: /health
-          port: http
+        {{- include "appliance.engine.probe" (dict "root" $root "timeout" 4) | nindent 8 }}
         periodSeconds: {{ $e.startupProbe.periodSeconds }}
         failureThreshold: {{ $e.startupProbe.failureThreshold }}
         timeoutSeconds: 5
       readinessProbe:
         # /health, not /v1/models: VLLM_API_KEY guards every /v1 route.
-        httpGet:
-          path: /health
-          port: http
+        {{- include "appliance.engine.probe" (dict "root" $root "timeout" 4) | nindent 8 }}
         periodSeconds: {{ $e.readinessProbe.periodSeconds }}
         failureThreshold: {{ $e.readinessProbe.failureThreshold }}
         timeoutSeconds: 5
       livenessProbe:
-        httpGet:
-          path: /health
-          port: http
+        {{- include "appliance.engine.probe" (dict "root" $root "timeout" 9) | nindent 8 }}
         periodSeconds: {{ $e.livenessProbe.periodSeconds }}
         failureThreshold: {{ $e.livenessProbe.failureThreshold }}
         timeoutSeconds: 10
@@ -126,6 +120,11 @@ spec:
           mountPath: /var/cache/vllm
         - name: tmp
           mountPath: /tmp
+        {{- if and $leader $e.tls.existingSecret }}
+        - name: engine-tls
+          mountPath: /var/run/appliance/engine-tls
+          readOnly: true
+        {{- end }}
   volumes:
     - name: weights
       {{- if $e.weights.existingClaim }}
@@ -147,4 +146,14 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 1Gi
+    {{- if and $leader $e.tls.existingSecret }}
+    - name: engine-tls
+      secret:
+        secretName: {{ $e.tls.existingSecret }}
+        defaultMode: 0440
+        items:
+          - { key: tls.crt, path: tls.crt }
+          - { key: tls.key, path: tls.key }
+          - { key: ca.crt, path: ca.crt }
+    {{- end }}
 {{- end -}}

@@ -40,6 +40,11 @@
   mountPath: /var/lib/appliance
 - name: tmp
   mountPath: /tmp
+{{- if .Values.gateway.engineTls.existingSecret }}
+- name: engine-tls
+  mountPath: /var/run/appliance/engine-tls
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{- define "appliance.gateway.volumes" -}}
@@ -62,4 +67,14 @@
 - name: tmp
   emptyDir:
     sizeLimit: 256Mi
+{{- with $root.Values.gateway.engineTls.existingSecret }}
+- name: engine-tls
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - { key: tls.crt, path: tls.crt }
+      - { key: tls.key, path: tls.key }
+      - { key: ca.crt, path: ca.crt }
+{{- end }}
 {{- end -}}

@@ -1,0 +1,112 @@
+"""``gateway:``: the listener, its TLS, the upstream engines and how requests reach them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from appliance.settings.base import Section, http_base_url
+
+__all__ = [
+    "EngineTlsSettings",
+    "GatewaySettings",
+    "PolicyRoute",
+    "RoutingSettings",
+    "UpstreamSettings",
+]
+
+
+class UpstreamSettings(Section):
+    """A model served by an engine the gateway forwards to."""
+
+    model: str
+    url: str
+
+    _url = field_validator("url")(http_base_url)
+
+
+class PolicyRoute(Section):
+    """Send requests for ``model`` to ``to`` when the caller holds ``role`` and/or sends
+    ``header`` (``name=value``, e.g. ``x-appliance-route=r1``)."""
+
+    model: str
+    to: str
+    role: str | None = None
+    header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]+=.+$")
+
+
+class RoutingSettings(Section):
+    """How requests spread over engine replicas (several upstreams with one model)."""
+
+    prefix_affinity: bool = Field(
+        default=False,
+        description="Send requests sharing a conversation start or system prompt to the same "
+        "replica (vLLM prefix cache); least outstanding requests otherwise",
+    )
+    affinity_max_imbalance: int = Field(
+        default=4,
+        ge=0,
+        description="Leave the affine replica when it has this many more "
+        "requests in flight than the least busy one",
+    )
+    health_interval_s: float = Field(
+        default=10.0, ge=0, description="Active health checks (GET /health); 0 turns them off"
+    )
+    failure_threshold: int = Field(
+        default=3, ge=1, description="Consecutive failures that open a replica's circuit"
+    )
+    circuit_open_s: float = Field(default=30.0, gt=0, description="How long a circuit stays open")
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="On shutdown, wait this long for requests in flight"
+    )
+    aliases: dict[str, str] = Field(
+        default_factory=dict, description="Model alias -> served model (deepseek: deepseek-v3)"
+    )
+    policy_routes: list[PolicyRoute] = Field(default_factory=list)
+
+
+class EngineTlsSettings(Section):
+    """TLS to engines on other hosts (https:// upstreams): the CA that signed their
+    certificates and the gateway's client certificate for mutual TLS."""
+
+    ca_file: Path | None = Field(default=None, description="CA bundle for engine certificates")
+    cert_file: Path | None = Field(default=None, description="Gateway client certificate (mTLS)")
+    key_file: Path | None = Field(default=None, description="Its private key")
+
+    @model_validator(mode="after")
+    def _pair(self) -> EngineTlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("engine_tls.cert_file and key_file go together")
+        return self
+
+
+class GatewaySettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    upstream_timeout_s: float = Field(
+        default=600.0, gt=0, description="Longest wait for the engine's next byte"
+    )
+    upstreams: list[UpstreamSettings] = Field(
+        default_factory=list,
+        description="Default: the local engine's served model; list a model several times "
+        "for several replicas",
+    )
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    engine_tls: EngineTlsSettings = Field(default_factory=EngineTlsSettings)
+    tls_cert_file: Path | None = Field(
+        default=None, description="Serve HTTPS with this certificate (TLS 1.2 minimum)"
+    )
+    tls_key_file: Path | None = Field(default=None, description="Its private key")
+    tls_client_ca_file: Path | None = Field(
+        default=None, description="Verify client certificates signed by this CA when sent"
+    )
+    hsts_max_age_s: int = Field(default=31_536_000, ge=0, description="HSTS on HTTPS; 0: off")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewaySettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("gateway.tls_cert_file and tls_key_file go together")
+        return self
