@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -35,12 +32,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import write_report  # noqa: E402
+
 from appliance.config import load_settings  # noqa: E402
 from appliance.keys.deployment import deployment_secrets  # noqa: E402
 from appliance.modelstore import prepare_dev_model  # noqa: E402
 from tests.support.servers import free_port  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 DEV_MODEL_DIR = ROOT / ".data" / "models" / "smollm2-135m-instruct"
 SERVED = "smollm2-135m-instruct"
 KEY_PATTERN = re.compile(r"sk-appl-[A-Za-z0-9_-]{43}")
@@ -177,6 +175,11 @@ async def measure(args: argparse.Namespace, gateway: str, engine: str, admin: st
     offset = 1000
     for concurrency in args.concurrency:
         count = max(args.min_requests, concurrency * args.per_slot)
+        # A new batch size is slow the first time on vLLM-CPU (the 2026-11-29 run showed
+        # the first phase at each concurrency 10-20 % behind): warm each level up first.
+        for base, key in targets.values():
+            await run_phase(base, key, concurrency, concurrency, args.max_tokens, offset)
+            offset += concurrency
         rounds: dict[str, list[dict[str, Any]]] = {"direct": [], "gateway": []}
         for round_index in range(args.rounds):
             order = list(targets) if round_index % 2 == 0 else list(reversed(targets))
@@ -236,22 +239,9 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
 
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    report = {
-        "benchmark": "gateway-vs-direct-real-engine",
-        "when": stamp,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "load_avg_at_end": os.getloadavg(),
-        },
-        "settings": vars(args),
-        "results": results,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"engine-{stamp}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_report(
+        "engine", "gateway-vs-direct-real-engine", vars(args), results, quick=args.quick
+    )
     print(table(results))
     print(f"wrote {path}")
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -37,10 +35,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import write_report  # noqa: E402
+
 from tests.support.fake_vllm import SECRET  # noqa: E402
 from tests.support.servers import free_port  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 CHAT = "/v1/chat/completions"
 BODY = json.dumps({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]})
 STREAM_BODY = json.dumps(
@@ -476,22 +475,7 @@ def main() -> None:
         finally:
             stop(fake)
 
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    report = {
-        "benchmark": "gateway-overhead",
-        "when": stamp,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "load_avg_at_end": os.getloadavg(),
-        },
-        "settings": {k: v for k, v in vars(args).items()},
-        "results": results,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"gateway-{stamp}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_report("gateway", "gateway-overhead", vars(args), results, quick=args.quick)
     print(json.dumps(results, indent=2))
     print(table(results, args.rate))
     print(f"wrote {path}")

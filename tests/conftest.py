@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from appliance.db import create_db_engine, upgrade_database
+from tests.support.redis import require_redis
 
 POSTGRES_ENV = "APPLIANCE_TEST_DATABASE_URL"
 REQUIRE_POSTGRES_ENV = "APPLIANCE_TEST_REQUIRE_POSTGRES"
@@ -114,3 +115,9 @@ def wait_until():
         return bool(condition())
 
     return _wait
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis (APPLIANCE_TEST_REDIS_URL or the local default), or skip/fail."""
+    return require_redis()

@@ -23,8 +23,6 @@ from appliance.gateway import create_app
 from tests.support.requests import CHAT, auth, chat_body
 from tests.support.servers import ServerThread, free_port
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
 
 def _with_limits(settings: Settings, **limits: object) -> Settings:
     return settings.model_copy(update={"limits": LimitsSettings(**limits)})  # type: ignore[arg-type]
@@ -188,26 +186,20 @@ def test_a_client_sent_priority_never_reaches_the_engine(harness) -> None:
     assert harness.fake.requests[-1]["priority"] == 5  # the role's, not the client's
 
 
-def _redis_up() -> bool:
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
-
-
-@pytest.mark.skipif(not _redis_up(), reason="no Redis at 127.0.0.1:6379")
-def test_two_gateway_processes_share_one_quota_in_redis(harness, tmp_path: Path) -> None:
+def test_two_gateway_processes_share_one_quota_in_redis(
+    harness, tmp_path: Path, redis_url: str
+) -> None:
     prefix = f"test-limits-{uuid.uuid4().hex}"
     settings = _with_limits(
         harness.settings,
         store="redis",
-        redis_url=REDIS_URL,
+        redis_url=redis_url,
         key_prefix=prefix,
         roles={"appliance-user": {"rpm": 6}},
     )
     config = tmp_path / "gateway.json"
     config.write_text(json.dumps(settings.model_dump(mode="json") | {
-        "limits": {**settings.limits.model_dump(mode="json"), "redis_url": REDIS_URL},
+        "limits": {**settings.limits.model_dump(mode="json"), "redis_url": redis_url},
     }))  # fmt: skip
     ports = [free_port(), free_port()]
     repo = Path(__file__).resolve().parents[2]
@@ -248,7 +240,7 @@ def test_two_gateway_processes_share_one_quota_in_redis(harness, tmp_path: Path)
             process.terminate()
         for process in processes:
             process.wait(timeout=10)
-        client = redis.Redis.from_url(REDIS_URL)
+        client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{prefix}:*"))
         assert keys  # the replicas really used Redis
         client.delete(*keys)

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
@@ -16,15 +15,7 @@ from redis.asyncio import Redis
 from appliance.limits.quota import BucketRule
 from appliance.limits.redis_store import RedisLimitStore
 from appliance.limits.store import BucketCharge, LimitStore, MemoryLimitStore, SlotClaim
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def _redis_up() -> bool:
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
+from tests.support.redis import require_redis
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -33,9 +24,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[LimitStor
     if request.param == "memory":
         yield MemoryLimitStore(), prefix
         return
-    if not _redis_up():
-        pytest.skip("no Redis at 127.0.0.1:6379")
-    client = Redis.from_url(REDIS_URL)
+    client = Redis.from_url(require_redis())
     try:
         yield RedisLimitStore(client), prefix
     finally:
@@ -150,13 +139,12 @@ async def _replay(store: LimitStore, prefix: str, ops: list) -> list[object]:  #
     return answers
 
 
-@pytest.mark.skipif(not _redis_up(), reason="no Redis at 127.0.0.1:6379")
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=_OPS)
-def test_memory_and_redis_stores_give_the_same_answers(ops) -> None:
+def test_memory_and_redis_stores_give_the_same_answers(redis_url: str, ops) -> None:
     async def run() -> tuple[list[object], list[object]]:
         prefix = f"test-limits-{uuid.uuid4().hex}"
-        client = Redis.from_url(REDIS_URL)
+        client = Redis.from_url(redis_url)
         try:
             in_redis = await _replay(RedisLimitStore(client), prefix, ops)
         finally:
