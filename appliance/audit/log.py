@@ -4,9 +4,11 @@ checkpoints, commit, all in one transaction per batch.
 Invariants:
 - a batch is durable (committed) before :meth:`AuditLog.append_batch` returns, or it
   raises and nothing of it is visible;
-- leaf indices are dense and assigned here; the ``idx`` primary key makes two writers
-  (the gateway and a CLI command) claiming one index impossible: the loser catches up
-  with the rows it did not write and retries;
+- leaf indices are dense and assigned here. Writers in several processes (gateway
+  replicas, a CLI command) take the append lock (:meth:`SqlAuditStore.lock_for_append`)
+  and read the rows the others wrote before they pick indices; the ``idx`` primary key
+  still makes two writers claiming one index impossible (the loser would catch up and
+  retry);
 - the log never signs a checkpoint that does not extend its latest signed one: on
   open it checks that the stored frontier reproduces the signed root, and it only
   ever extends that frontier (C2SP tlog-checkpoint: a log MUST NOT sign two
@@ -204,8 +206,11 @@ class AuditLog:
     def _append_once(self, records: Sequence[AuditRecord], *, force_checkpoint: bool) -> list[int]:
         now = self._clock()
         with self._store.engine.begin() as connection:
-            # No catch-up read here: rows another writer added make this insert collide
-            # on the index, and append_batch catches up then (one query saved per batch).
+            # Under the append lock, rows other writers added are read before this batch
+            # takes its indices, so writers never collide (the retry in append_batch
+            # remains for a database that offers no such lock).
+            SqlAuditStore.lock_for_append(connection)
+            self._catch_up(connection)
             tree = self._tree.copy()
             sealed_subjects = {
                 record.subject or ANONYMOUS_SUBJECT

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, func, insert, select
+from sqlalchemy import Connection, Engine, Select, func, insert, select, text
 
 from appliance.audit.records import (
     AuditEvent,
@@ -86,6 +86,8 @@ class SearchFilter:
     limit: int = 100
 
 
+# The append lock's pg_advisory_xact_lock key: one fixed int64 for every process.
+_APPEND_LOCK = int.from_bytes(b"apl-audt", "big") & 0x7FFF_FFFF_FFFF_FFFF
 _INSERT_ENTRIES = insert(audit_log)  # built once: appends run on every request's path
 _INSERT_CONTENTS = insert(audit_contents)
 
@@ -190,6 +192,18 @@ class SqlAuditStore:
         return self._engine
 
     # -- append (inside the sealing writer's transaction) ---------------------------
+
+    @staticmethod
+    def lock_for_append(connection: Connection) -> None:
+        """Take the log's append lock for the rest of this transaction, before reading
+        where the log ends: writers in other processes (gateway replicas, the CLI)
+        then append one after another instead of colliding on the next index.
+        PostgreSQL: a transaction-scoped advisory lock. SQLite: BEGIN IMMEDIATE (the
+        database's one write lock, taken now rather than at the first INSERT)."""
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})
+        elif connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     @staticmethod
     def insert(

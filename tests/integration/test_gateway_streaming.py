@@ -124,6 +124,17 @@ def test_models_lists_only_what_the_key_may_use(client, harness) -> None:
     assert [m["id"] for m in body["data"]] == ["fake-model"]
 
 
+def test_models_answer_the_openai_model_shape(client, harness) -> None:
+    """The openai client's Model type: id, object, created (int), owned_by."""
+    from openai.types import Model
+
+    body = client.get("/v1/models", headers=auth(harness.user_key)).json()
+    assert body["data"]
+    for entry in body["data"]:
+        model = Model.model_validate(entry, strict=True)  # extra keys (parent) are allowed
+        assert model.object == "model" and model.created > 1_700_000_000
+
+
 def test_health_endpoints_answer_without_a_key(client, harness, tmp_path, fake_vllm) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")

@@ -49,8 +49,11 @@ async def list_models(
     role_models = services.settings.policy.role_models
     upstream = services.upstream
     names = allowed_models(principal, upstream.models(), role_models)
+    # OpenAI's Model carries `created` (Unix seconds); like vLLM, we answer with now.
+    created = int(services.clock().timestamp())
     data: list[dict[str, object]] = [
-        {"id": name, "object": "model", "owned_by": "appliance"} for name in names
+        {"id": name, "object": "model", "created": created, "owned_by": "appliance"}
+        for name in names
     ]
     # An alias is listed when a request for it would be served for this caller: it
     # resolves (alias, then policy routes, as for a completion) to a served model the
@@ -60,6 +63,6 @@ async def list_models(
             continue  # listed already
         target = upstream.resolve(alias, roles=principal.roles, headers=request.headers)
         if upstream.serves(target) and is_model_allowed(principal, target, role_models):
-            data.append({"id": alias, "object": "model", "owned_by": "appliance",
-                         "parent": target})  # fmt: skip
+            data.append({"id": alias, "object": "model", "created": created,
+                         "owned_by": "appliance", "parent": target})  # fmt: skip
     return {"object": "list", "data": data}

@@ -154,6 +154,33 @@ def test_two_writers_interleave_without_losing_or_forking(
     assert report.uncovered == 0
 
 
+def test_concurrent_writers_neither_fail_nor_fork(
+    migrated_engine: Engine, signer: NoteSigner, master_key: bytes
+) -> None:
+    """Several gateway replicas appending to one database at the same time (the Helm
+    chart runs several against PostgreSQL): every batch lands, none is refused."""
+    import threading
+
+    writers = [build_log(migrated_engine, signer=signer, master_key=master_key) for _ in range(4)]
+    failures: list[BaseException] = []
+
+    def write(w: int) -> None:
+        try:
+            for i in range(40):
+                writers[w].append_batch([content_record(1000 * w + i), make_record(f"w{w}-{i}")])
+        except BaseException as exc:  # collected for the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(len(writers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    writers[0].checkpoint()
+    assert verify(writers[0], signer).records == 4 * 40 * 2
+
+
 def test_reopening_resumes_from_the_checkpoint(
     migrated_engine: Engine, signer: NoteSigner, master_key: bytes
 ) -> None:
