@@ -27,6 +27,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gateway_bench as gb
+from report import RESULTS
 
 # Caches fill during the first minute (SQLAlchemy's compiled-statement cache, the
 # connection pools, the allocator's arenas): growth is measured from there.
@@ -118,8 +119,8 @@ def main() -> int:
     )  # fmt: skip
     result["passed"] = passed
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    gb.RESULTS.mkdir(parents=True, exist_ok=True)
-    path = gb.RESULTS / f"soak-{stamp}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"soak-{stamp}.json"
     path.write_text(json.dumps({"benchmark": "soak", "when": stamp, "results": result,
                                 "rss_samples": run["rss"]}, indent=2) + "\n")  # fmt: skip
     print(json.dumps(result, indent=2))
