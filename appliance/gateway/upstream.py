@@ -104,6 +104,8 @@ def engine_ssl_context(tls: EngineTlsSettings) -> ssl.SSLContext | None:
     return context
 
 
+_IDLE_CONNECTION_S = 4.0
+
 # Failures before the engine sent any response: nothing reached the client, so another
 # replica may take the request (a connection the engine closed while it shut down, too).
 _BEFORE_ANSWER = (*_UNREACHABLE, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
@@ -197,7 +199,12 @@ class Upstream:
         """The session, made on first use: aiohttp binds it to the running loop."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl),
+                # Idle connections are dropped after 4 s, before vLLM's own 5 s keep-alive
+                # (VLLM_HTTP_TIMEOUT_KEEP_ALIVE) closes them: a POST never goes out on a
+                # connection the engine is closing (aiohttp's default is 15 s).
+                connector=aiohttp.TCPConnector(
+                    limit=0, ssl=self._ssl, keepalive_timeout=_IDLE_CONNECTION_S
+                ),
                 headers={"Authorization": f"Bearer {self._api_key}", "Accept-Encoding": "identity"},
                 timeout=self._timeout,
                 auto_decompress=False,
