@@ -57,6 +57,7 @@ __all__ = [
     "UpstreamSettings",
     "load_settings",
     "masked_settings",
+    "process_environment",
 ]
 
 DEFAULT_CONFIG_FILE = Path("appliance.yaml")
@@ -160,6 +161,13 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ValidationError as exc:
         source = f"{path} and APPLIANCE_* environment" if data else "APPLIANCE_* environment"
         raise ConfigurationError(_format_error(exc, source)) from exc
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of this process's environment (PATH, locale, CUDA_VISIBLE_DEVICES ...):
+    the base an engine's environment is built on. Read here, beside ``APPLIANCE_*``, and
+    handed down by the CLI: appliance/engine never reads ``os.environ`` itself."""
+    return dict(os.environ)
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:

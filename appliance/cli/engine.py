@@ -16,8 +16,7 @@ from typing import Annotated
 import typer
 
 from appliance.cli.common import ConfigOption, console, settings_from
-from appliance.cli.environment import process_environment
-from appliance.config import Settings
+from appliance.config import Settings, process_environment
 from appliance.engine import (
     EngineSupervisor,
     LaunchSpec,

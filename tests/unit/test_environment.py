@@ -1,5 +1,5 @@
-"""appliance/cli/environment.py: the CLI reads the process environment in one place, and
-nothing else in the package does (appliance/config.py reads APPLIANCE_* itself)."""
+"""appliance/config.py is the one place that reads the process environment: settings
+(APPLIANCE_*) and, through process_environment(), the base of an engine's environment."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli.environment import process_environment
+from appliance.config import process_environment
 from appliance.engine import EngineSupervisor
 
-PACKAGE = Path(__file__).resolve().parents[3] / "appliance"
-ALLOWED = {PACKAGE / "config.py", PACKAGE / "cli" / "environment.py"}
+PACKAGE = Path(__file__).resolve().parents[2] / "appliance"
+ALLOWED = {PACKAGE / "config.py"}
 
 
 def _reads_environment(tree: ast.AST) -> list[int]:
@@ -30,13 +30,13 @@ def _reads_environment(tree: ast.AST) -> list[int]:
     return lines
 
 
-def test_only_config_and_the_cli_helper_read_the_process_environment() -> None:
+def test_only_config_reads_the_process_environment() -> None:
     found = {
         str(path.relative_to(PACKAGE.parent)): lines
         for path in sorted(PACKAGE.rglob("*.py"))
         if path not in ALLOWED and (lines := _reads_environment(ast.parse(path.read_text())))
     }
-    assert found == {}, "read the environment in appliance/config.py or appliance/cli/"
+    assert found == {}, "read the environment in appliance/config.py"
 
 
 def test_process_environment_is_a_copy(monkeypatch: pytest.MonkeyPatch) -> None:
