@@ -48,12 +48,17 @@ from appliance.audit.records import (
 from appliance.audit.store import SqlAuditStore, StoredCheckpoint, entry_row
 from appliance.errors import VerificationError
 
-__all__ = ["ANONYMOUS_SUBJECT", "AuditLog"]
+__all__ = ["ANONYMOUS_SUBJECT", "AuditLog", "RecordRejected"]
 
 logger = logging.getLogger("appliance.audit.log")
 
 ANONYMOUS_SUBJECT = "-"  # content of a record without a principal is sealed under this
 _MAX_ATTEMPTS = 8
+
+
+class RecordRejected(ValueError):
+    """This record cannot be sealed or stored (its own content is at fault); the records
+    beside it in the batch are unaffected."""
 
 
 class AuditLog:
@@ -162,13 +167,25 @@ class AuditLog:
         return self.append_batch([record])[0]
 
     def append_batch(self, records: Sequence[AuditRecord]) -> list[int]:
-        """Seal and commit ``records`` in one transaction; return their leaf indices."""
+        """Seal and commit ``records`` in one transaction; return their leaf indices.
+        Raises :class:`RecordRejected` (nothing committed) if any cannot be sealed."""
+        results = self.append_each(records, all_or_nothing=True)
+        return [index for index in results if isinstance(index, int)]
+
+    def append_each(
+        self, records: Sequence[AuditRecord], *, all_or_nothing: bool = False
+    ) -> list[int | RecordRejected]:
+        """Seal and commit ``records`` in one transaction: for each, its leaf index, or
+        the :class:`RecordRejected` that kept it out (the others commit without it).
+        Failures of the store itself still raise, and then nothing is committed."""
         if not self._opened:
             raise RuntimeError("AuditLog.open() first")
         with self._lock:
             for attempt in range(_MAX_ATTEMPTS):
                 try:
-                    return self._append_once(records, force_checkpoint=False)
+                    return self._append_once(
+                        records, force_checkpoint=False, all_or_nothing=all_or_nothing
+                    )
                 except IntegrityError:
                     self._keyring.discard()
                     # Another writer took these indices (or a record id is repeated):
@@ -203,7 +220,41 @@ class AuditLog:
     def _interval_elapsed(self) -> bool:
         return time.monotonic() - self._last_checkpoint_at >= self._interval
 
-    def _append_once(self, records: Sequence[AuditRecord], *, force_checkpoint: bool) -> list[int]:
+    def _seal(
+        self, record: AuditRecord, index: int, keys: dict[str, tuple[str, bytes]]
+    ) -> tuple[SealedEntry, bytes, dict[str, Any], bytes | None]:
+        """The record's entry, leaf hash, row and content envelope; raises
+        RecordRejected."""
+        try:
+            envelope: bytes | None = None
+            digest: bytes | None = None
+            key_id: str | None = None
+            if record.content is not None and self._record_content:
+                key_id, key = keys[record.subject or ANONYMOUS_SUBJECT]
+                envelope = seal(
+                    canonical_json(record.content),
+                    associated_data=metadata_bytes(record),
+                    subject_key=key,
+                    key_id=key_id,
+                )
+                digest = hashlib.sha256(envelope).digest()
+            entry = SealedEntry(index, record, digest, key_id)
+            leaf = leaf_hash(leaf_bytes(entry))
+            return entry, leaf, entry_row(entry, leaf), envelope
+        except (ValueError, TypeError, UnicodeError, OverflowError, RecursionError) as exc:
+            # Encoding a value of this record failed (canonical JSON, time, sealing):
+            # a fault of this record alone, never of its batch.
+            raise RecordRejected(
+                f"audit record {record.record_id} cannot be sealed: {type(exc).__name__}"
+            ) from exc
+
+    def _append_once(
+        self,
+        records: Sequence[AuditRecord],
+        *,
+        force_checkpoint: bool,
+        all_or_nothing: bool = False,
+    ) -> list[int | RecordRejected]:
         now = self._clock()
         with self._store.engine.begin() as connection:
             # Under the append lock, rows other writers added are read before this batch
@@ -220,26 +271,20 @@ class AuditLog:
             keys = self._keyring.keys_for(connection, sealed_subjects, now)
             rows: list[dict[str, Any]] = []
             contents: list[dict[str, Any]] = []
-            indices: list[int] = []
+            results: list[int | RecordRejected] = []
             for record in records:
-                index = tree.size
-                digest: bytes | None = None
-                key_id: str | None = None
-                if record.content is not None and self._record_content:
-                    key_id, key = keys[record.subject or ANONYMOUS_SUBJECT]
-                    envelope = seal(
-                        canonical_json(record.content),
-                        associated_data=metadata_bytes(record),
-                        subject_key=key,
-                        key_id=key_id,
-                    )
-                    digest = hashlib.sha256(envelope).digest()
-                    contents.append({"idx": index, "envelope": envelope})
-                entry = SealedEntry(index, record, digest, key_id)
-                leaf = leaf_hash(leaf_bytes(entry))
+                try:
+                    entry, leaf, row, envelope = self._seal(record, tree.size, keys)
+                except RecordRejected as rejected:
+                    if all_or_nothing:
+                        raise
+                    results.append(rejected)
+                    continue
                 tree.append(leaf)
-                rows.append(entry_row(entry, leaf))
-                indices.append(index)
+                rows.append(row)
+                if envelope is not None:
+                    contents.append({"idx": entry.index, "envelope": envelope})
+                results.append(entry.index)
             checkpoint = None
             if tree.size > self._checkpointed and (force_checkpoint or self._interval_elapsed()):
                 # Checkpoint times never go backwards (verify checks signing order by
@@ -255,7 +300,7 @@ class AuditLog:
             self._checkpointed = checkpoint.tree_size
             self._last_checkpoint_at = time.monotonic()
             self._last_signed = checkpoint
-        return indices
+        return results
 
     def _sign(self, tree: CompactRange, now: datetime) -> StoredCheckpoint:
         body = Checkpoint(origin=self._origin, size=tree.size, root_hash=tree.root())

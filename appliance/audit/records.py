@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -28,6 +29,8 @@ __all__ = [
     "leaf_bytes_of",
     "metadata_bytes",
     "metadata_of",
+    "storable",
+    "storable_text",
 ]
 
 LEAF_VERSION = 1
@@ -95,6 +98,71 @@ class SealedEntry:
     record: AuditRecord
     content_sha256: bytes | None
     content_key_id: str | None
+
+
+# Columns of ``audit_log`` that hold text, with their widths (migration 0002): a value
+# past a width, a NUL (PostgreSQL text refuses it) or a lone surrogate (no UTF-8 encoder
+# writes it) would fail the whole group-commit batch the record travels in.
+TEXT_COLUMNS = {
+    "request_id": 64,
+    "http_method": 8,
+    "path": 200,
+    "subject": 200,
+    "username": 200,
+    "team": 200,
+    "auth_method": 16,
+    "key_id": 32,
+    "client_addr": 64,
+    "model": 200,
+    "denial_reason": None,
+}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_REPLACEMENT = "\ufffd"
+
+
+def storable_text(text: str, width: int | None = None, *, keep_nul: bool = False) -> str:
+    """``text`` as every store can hold it: lone surrogates become U+FFFD, NUL is
+    dropped (unless ``keep_nul``: sealed content is bytes), cut to ``width``."""
+    if not text.isascii():
+        text = _SURROGATE.sub(_REPLACEMENT, text)
+    if not keep_nul and "\x00" in text:
+        text = text.replace("\x00", "")
+    return text if width is None else text[:width]
+
+
+def _storable_value(value: Any, *, keep_nul: bool) -> Any:
+    if isinstance(value, str):
+        return storable_text(value, keep_nul=keep_nul)
+    if isinstance(value, dict):
+        return {
+            storable_text(str(k), keep_nul=keep_nul): _storable_value(v, keep_nul=keep_nul)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_storable_value(v, keep_nul=keep_nul) for v in value]
+    return value
+
+
+def storable(record: AuditRecord) -> AuditRecord:
+    """The record as it can be sealed and stored: the same record when it already can
+    (the common case costs a scan of its short metadata strings), else a copy with
+    text normalised (:func:`storable_text`). Content keeps NUL (it is encrypted bytes)."""
+    changes: dict[str, Any] = {}
+    for name, width in TEXT_COLUMNS.items():
+        value = getattr(record, name)
+        if isinstance(value, str):
+            clean = storable_text(value, width)
+            if clean != value:
+                changes[name] = clean
+    if record.params is not None:
+        params = _storable_value(record.params, keep_nul=False)
+        if params != record.params:
+            changes["params"] = params
+    if record.content is not None:
+        content = _storable_value(record.content, keep_nul=True)
+        if content != record.content:
+            changes["content"] = content
+    return replace(record, **changes) if changes else record
 
 
 def format_time(value: datetime) -> str:

@@ -4,8 +4,13 @@ A batch takes every record queued when it starts (up to ``max_records``), waitin
 most ``max_wait_ms`` for more (default 0: none); records that arrive while a batch
 commits form the next one. So a lone request pays one commit and no wait, and under
 load the batches grow by themselves.
-Each caller's ``append`` returns only once its batch is committed, and raises if the
-batch failed (the gateway then refuses the request: fail closed). When the log is
+Each caller's ``append`` returns only once its batch is committed, and raises if its
+record is not durable (the gateway then refuses the request: fail closed).
+
+Batch-mates are isolated: a record that cannot be sealed is left out of the batch and
+only its own caller gets :class:`~appliance.audit.log.RecordRejected`; a batch the
+database refuses for its data (not for being unreachable) is retried one record at a
+time, so one caller's input never fails another caller's record. When the log is
 idle the writer signs a checkpoint for records a cadence tick left uncovered.
 """
 
@@ -16,8 +21,9 @@ import contextlib
 import logging
 
 import anyio.to_thread
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, StatementError
 
-from appliance.audit.log import AuditLog
+from appliance.audit.log import AuditLog, RecordRejected
 from appliance.audit.records import AuditRecord
 
 __all__ = ["GroupCommitWriter"]
@@ -125,16 +131,46 @@ class GroupCommitWriter:
     async def _commit(self, batch: list[_Item]) -> None:
         records = [record for record, _future in batch]
         try:
-            await anyio.to_thread.run_sync(self._log.append_batch, records)
+            results = await anyio.to_thread.run_sync(self._log.append_each, records)
         except Exception as exc:
+            if len(batch) > 1 and _may_be_one_record(exc):
+                # The database refused the batch's data (a value one record carries):
+                # find that record by committing each alone.
+                logger.warning(
+                    "audit batch of %d records refused (%s); committing them one by one",
+                    len(batch), type(exc).__name__,
+                )  # fmt: skip
+                for item in batch:
+                    await self._commit([item])
+                return
             logger.error("audit batch of %d records failed: %s", len(batch), type(exc).__name__)
             for _record, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-                    # A caller that went away (shielded await) never reads it: mark it
-                    # retrieved so asyncio does not log it; awaiting still raises.
-                    future.exception()
+                _settle(future, exc)
             return
-        for _record, future in batch:
-            if not future.done():
-                future.set_result(None)
+        for (_record, future), result in zip(batch, results, strict=True):
+            if isinstance(result, RecordRejected):
+                logger.warning("audit record refused: %s", result)
+                _settle(future, result)
+            else:
+                _settle(future, None)
+
+
+def _may_be_one_record(exc: Exception) -> bool:
+    """Whether ``exc`` may come from one record's values (then committing records one by
+    one isolates it), rather than from the database being unreachable or locked (then
+    every record fails alike, and retrying each would only multiply the wait)."""
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | OSError):
+        return False
+    return isinstance(exc, StatementError | ValueError | TypeError | UnicodeError)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+        return
+    future.set_exception(error)
+    # A caller that went away (shielded await) never reads it: mark it retrieved so
+    # asyncio does not log it; awaiting still raises.
+    future.exception()

@@ -8,8 +8,9 @@ from typing import Any
 
 from starlette.requests import Request
 
-from appliance.audit.records import AuditEvent, AuditRecord, Outcome
-from appliance.errors import ApplianceError, AuditUnavailable
+from appliance.audit.log import RecordRejected
+from appliance.audit.records import AuditEvent, AuditRecord, Outcome, storable
+from appliance.errors import ApplianceError, AuditUnavailable, InvalidRequest
 from appliance.gateway.context import RequestContext
 from appliance.gateway.services import GatewayServices
 
@@ -38,9 +39,11 @@ def audit_record(
     completion_tokens: int | None = None,
     content: dict[str, Any] | None = None,
 ) -> AuditRecord:
-    """``content`` (prompt or answer) goes only into the encrypted envelope."""
+    """``content`` (prompt or answer) goes only into the encrypted envelope. The record
+    is normalised to what every store holds (:func:`storable`) before it reaches a
+    group-commit batch, so no caller's text can fail the records batched beside it."""
     principal = context.principal
-    return AuditRecord(
+    record = AuditRecord(
         record_id=str(uuid.uuid4()),
         recorded_at=services.clock(),
         event=event,
@@ -63,6 +66,7 @@ def audit_record(
         latency_ms=None if event is AuditEvent.REQUEST else context.elapsed_ms(),
         content=content,
     )
+    return storable(record)
 
 
 async def write_audit(services: GatewayServices, record: AuditRecord) -> None:
@@ -71,6 +75,12 @@ async def write_audit(services: GatewayServices, record: AuditRecord) -> None:
         await services.audit.append(record)
     except ApplianceError:
         raise
+    except RecordRejected as exc:
+        # This record alone could not be sealed: the caller's own input is at fault.
+        logger.warning("audit record refused for request %s: %s", record.request_id, exc)
+        raise InvalidRequest(
+            "the request cannot be recorded in the audit log (unsupported text); it was not served"
+        ) from exc
     except Exception as exc:
         logger.exception("audit append failed for request %s", record.request_id)
         raise AuditUnavailable("the audit log is unavailable; the request was not served") from exc

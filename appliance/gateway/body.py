@@ -1,18 +1,19 @@
-"""Reading a JSON request body with a size limit and clear errors."""
+"""Reading a JSON request body with a size limit and clear errors (parsing and its
+limits: :mod:`appliance.gateway.json_guard`)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
 from appliance.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
+from appliance.gateway.json_guard import JsonLimits, parse_json
 
 __all__ = ["read_json_body"]
 
 
-async def read_json_body(request: Request, *, max_bytes: int) -> Any:
+async def read_json_body(request: Request, *, max_bytes: int, limits: JsonLimits) -> Any:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json":
@@ -29,11 +30,4 @@ async def read_json_body(request: Request, *, max_bytes: int) -> Any:
         body += chunk
         if len(body) > max_bytes:
             raise RequestTooLarge(f"request body exceeds {max_bytes} bytes")
-    try:
-        text = bytes(body).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest("request body is not valid UTF-8") from exc
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidRequest("request body is not valid JSON") from exc
+    return parse_json(bytes(body), limits)

@@ -18,7 +18,12 @@ from appliance.gateway.auditing import (
 )
 from appliance.gateway.body import read_json_body
 from appliance.gateway.context import RequestContext
-from appliance.gateway.schemas import OpenAIRequest, audited_params, validate_request
+from appliance.gateway.schemas import (
+    OpenAIRequest,
+    audited_params,
+    check_token_budget,
+    validate_request,
+)
 from appliance.gateway.services import GatewayServices
 from appliance.gateway.sse import Usage, usage_of
 from appliance.gateway.streaming import RelayResponse, StreamRelay
@@ -108,8 +113,12 @@ async def proxy_openai(
     path: str,
 ) -> Response:
     settings = services.settings
-    payload = await read_json_body(request, max_bytes=settings.gateway.max_body_bytes)
+    gateway = settings.gateway
+    payload = await read_json_body(
+        request, max_bytes=gateway.max_body_bytes, limits=services.json_limits
+    )
     parsed = validate_request(schema, payload)
+    check_token_budget(payload, parsed, gateway.max_request_tokens)
     # Aliases and policy routes pick the served model; policy applies to that one.
     target = services.upstream.resolve(parsed.model, roles=principal.roles, headers=request.headers)
     if target != parsed.model:

@@ -6,11 +6,13 @@ vLLM untouched (``extra="allow"``), so new vLLM sampling options need no gateway
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from appliance.errors import InvalidRequest
+from appliance.limits.rules import estimate_tokens
 
 __all__ = [
     "AUDITED_PARAMS",
@@ -18,6 +20,7 @@ __all__ = [
     "CompletionRequest",
     "OpenAIRequest",
     "audited_params",
+    "check_token_budget",
     "validate_request",
 ]
 
@@ -25,7 +28,9 @@ __all__ = [
 class OpenAIRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=False)
 
-    model: str = Field(min_length=1, max_length=200)
+    # No control characters: the name is stored in clear in audit metadata (PostgreSQL
+    # text refuses NUL) and shown in consoles.
+    model: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     max_tokens: int | None = Field(default=None, ge=1)
@@ -72,6 +77,26 @@ def audited_params(payload: dict[str, Any]) -> dict[str, Any]:
         for key in AUDITED_PARAMS
         if key in payload and isinstance(payload[key], bool | int | float | str)
     }
+
+
+def check_token_budget(payload: dict[str, Any], parsed: OpenAIRequest, limit: int) -> None:
+    """Refuse a request whose estimated prompt tokens plus answer cap exceed ``limit``
+    (``gateway.max_request_tokens``): such a number cannot be a real request, and left
+    alone it reaches quota arithmetic and telemetry as an absurd value."""
+    cap = getattr(parsed, "max_completion_tokens", None) or parsed.max_tokens or 0
+    param = (
+        "max_completion_tokens" if getattr(parsed, "max_completion_tokens", None) else "max_tokens"
+    )
+    if cap > limit:
+        raise InvalidRequest(
+            f"field {param} exceeds the gateway's limit of {limit} tokens", param=param
+        )
+    prompt = payload.get("messages", payload.get("prompt", ""))
+    if estimate_tokens(len(json.dumps(prompt, ensure_ascii=False)), cap) > limit:
+        raise InvalidRequest(
+            f"the prompt and {param} together exceed the gateway's limit of {limit} tokens",
+            param=param,
+        )
 
 
 def validate_request(model: type[OpenAIRequest], payload: Any) -> OpenAIRequest:

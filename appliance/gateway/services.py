@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from appliance.audit.sink import AuditSink
 from appliance.config import Settings
+from appliance.gateway.json_guard import JsonLimits
 from appliance.gateway.upstream import Upstream
 from appliance.identity.apikey_cache import ApiKeyCache
 from appliance.identity.apikeys import ApiKeyService
@@ -44,3 +45,13 @@ class GatewayServices:
     limiter: Limiter | None = None
     # Metrics and traces (settings.telemetry).
     telemetry: Telemetry | None = None
+
+    @property
+    def json_limits(self) -> JsonLimits:
+        """What a request body may hold (parser limits from ``gateway.*``)."""
+        gateway = self.settings.gateway
+        return JsonLimits(
+            max_depth=gateway.max_json_depth,
+            max_array_items=gateway.max_array_items,
+            max_string_chars=gateway.max_string_chars,
+        )

@@ -41,8 +41,10 @@ class BucketRule:
 
     def clamp(self, amount: float) -> float:
         """A single reservation never exceeds the capacity, so it can always fit once the
-        bucket is full (a 4096-token answer under a 1000 TPM quota still runs, alone)."""
-        return min(float(amount), self.capacity)
+        bucket is full (a 4096-token answer under a 1000 TPM quota still runs, alone).
+        Compared before the float conversion: an integer past a double's range (a body
+        may carry one) clamps instead of raising OverflowError."""
+        return float(min(amount, self.per_minute))
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,21 @@ class GatewaySettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_json_depth: int = Field(
+        default=64, ge=2, le=900, description="Deepest nesting of a request body (400 beyond)"
+    )
+    max_array_items: int = Field(
+        default=100_000, ge=1, description="Most items in one JSON array of a request body"
+    )
+    max_string_chars: int = Field(
+        default=1_048_576, ge=1, description="Longest string in a request body"
+    )
+    max_request_tokens: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="Estimated prompt tokens plus max_tokens one request may ask for "
+        "(400 beyond; vLLM also refuses what exceeds the model's context)",
+    )
     connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_timeout_s: float = Field(
         default=600.0, gt=0, description="Longest wait for the engine's next byte"

@@ -54,16 +54,14 @@ def make_record(
 
 def content_record(index: int, subject: str = "apikey:alice", **fields: Any) -> AuditRecord:
     at = fields.pop("recorded_at", T0 + timedelta(seconds=index))
-    return make_record(
-        f"req-{index}",
-        at=at,
-        subject=subject,
-        username=subject.split(":")[-1],
-        model="smollm2-135m-instruct",
-        params={"temperature": 0.2, "max_tokens": 16},
-        content={"messages": [{"role": "user", "content": f"question {index}"}]},
-        **fields,
-    )
+    values: dict[str, Any] = {
+        "subject": subject,
+        "username": subject.split(":")[-1],
+        "model": "smollm2-135m-instruct",
+        "params": {"temperature": 0.2, "max_tokens": 16},
+        "content": {"messages": [{"role": "user", "content": f"question {index}"}]},
+    }
+    return make_record(f"req-{index}", at=at, **{**values, **fields})
 
 
 def build_log(

@@ -74,3 +74,10 @@ def test_never_grants_more_than_capacity_plus_refill(
         bucket = result.bucket
         assert bucket.level <= rule.capacity + 1e-9
     assert granted <= rule.capacity + now * rule.rate_per_s + 1e-6
+
+
+def test_an_integer_past_a_doubles_range_clamps_instead_of_overflowing() -> None:
+    rule = BucketRule(per_minute=1000)
+    huge = 10**400  # float(huge) raises OverflowError
+    assert rule.clamp(huge) == 1000.0
+    assert take(None, rule, huge, now_s=0.0).allowed
