@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.audit.records import storable_text
 from appliance.errors import InvalidRequest
 
 __all__ = ["FLOAT_PARAMS", "INT64_MAX", "JsonLimits", "check_json", "parse_json"]
@@ -70,7 +71,9 @@ def parse_json(body: bytes, limits: JsonLimits) -> Any:
 
 
 def _path(parts: tuple[str | int, ...]) -> str | None:
-    return ".".join(str(part) for part in parts) or None
+    # A key may itself be the lone surrogate at fault: the path names it as U+FFFD, so
+    # the error message can still be encoded.
+    return storable_text(".".join(str(part) for part in parts)) or None
 
 
 def _check_text(text: str, parts: tuple[str | int, ...], what: str) -> None:
