@@ -43,7 +43,11 @@ def prepare_dev(config: ConfigOption = None) -> None:
 
 
 ProfilesOption = Annotated[
-    Path | None, typer.Option("--profiles-dir", help="Model profiles (default: models/)")
+    Path | None,
+    typer.Option(
+        "--profiles-dir",
+        help="Model profiles (default: the profiles shipped in the package, appliance/models/)",
+    ),
 ]
 DEV_MODEL_NAME = "smollm2-135m-instruct"
 TINY_NAME = "tiny-deepseek-v3"

@@ -84,7 +84,11 @@ def plan(
         Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout")
     ] = None,
     profiles_dir: Annotated[
-        Path | None, typer.Option("--profiles-dir", help="Model profiles (default: models/)")
+        Path | None,
+        typer.Option(
+            "--profiles-dir",
+            help="Model profiles (default: the profiles shipped in the package, appliance/models/)",
+        ),
     ] = None,
     tp: Annotated[int | None, typer.Option("--tp", min=1, help="Force a TP size")] = None,
     pp: Annotated[int | None, typer.Option("--pp", min=1, help="Force a PP size")] = None,

@@ -1,4 +1,5 @@
-"""Model profiles: one YAML file per model under ``models/``, validated by a schema.
+"""Model profiles: one YAML file per model under ``appliance/models/`` (package data,
+so an installed wheel carries them), validated by a schema.
 
 A profile holds what the memory math needs (layers, heads, MLA ranks, experts,
 parameters, weight bytes), how vLLM serves the model (served name, parsers) and the
@@ -92,7 +93,7 @@ class WeightFileSchema(_Strict):
 
 
 class ProfileSchema(_Strict):
-    """The YAML format of ``models/<name>.yaml``."""
+    """The YAML format of ``appliance/models/<name>.yaml``."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
     display_name: str
@@ -248,8 +249,9 @@ def profile_schema() -> dict[str, Any]:
 
 
 def default_profiles_dir() -> Path:
-    """``models/`` at the top of the source tree."""
-    return Path(__file__).resolve().parents[2] / "models"
+    """The profiles shipped inside the package (``appliance/models/``): the same in a
+    source checkout, an installed wheel and a container image."""
+    return Path(__file__).resolve().parent.parent / "models"
 
 
 def load_profile(path: Path) -> ModelProfile:

@@ -59,7 +59,7 @@ def test_engine_spec_covers_the_planners_ansible_vars():
     from appliance.planner import find_profile, gpu_type, make_plan
     from appliance.planner.capacity import PlanRequest
 
-    profile = find_profile("deepseek-v3", ANSIBLE_DIR.parent / "models")
+    profile = find_profile("deepseek-v3")
     request = PlanRequest(model="deepseek-v3", gpu="h200", gpus_per_node=8)
     plan = make_plan(profile, gpu_type("h200"), request)
     planned = yaml.safe_load(render_ansible_vars(plan, "/models/deepseek-v3"))
