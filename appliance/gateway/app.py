@@ -85,6 +85,7 @@ def create_app(
             routing=settings.gateway.routing,
             tls=settings.gateway.engine_tls,
             on_attempt=metrics.upstream_attempt,
+            on_health=metrics.engine_checked,
         )
         upstream.start()
         # The sealed audit log, unless a test swapped in its own sink. Opening it checks

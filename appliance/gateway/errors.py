@@ -1,4 +1,5 @@
-"""One renderer for every error: OpenAI-shaped JSON, the right status, no internals.
+"""One renderer for every error: OpenAI-shaped JSON, the right status, no internals,
+and counted (``appliance_errors_total``) by the code the client gets.
 
 Requests to the API (``/v1/...``) and to the audit API (``/audit/...``) refused before
 they were admitted get a denial record here, so every request, allowed or not, leaves
@@ -24,8 +25,9 @@ from appliance.errors import (
 )
 from appliance.gateway.auditing import audit_record, write_audit
 from appliance.gateway.context import request_context
+from appliance.telemetry import Telemetry
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["count_error", "error_response", "install_error_handlers", "render_error"]
 
 
 def error_response(error: ApplianceError) -> JSONResponse:
@@ -69,20 +71,40 @@ async def _audit_refusal(request: Request, error: ApplianceError) -> ApplianceEr
     return error
 
 
-def _count(request: Request, error: ApplianceError) -> None:
-    """Errors by type and code; authentication failures by reason (metrics)."""
-    telemetry = getattr(getattr(request.app.state, "services", None), "telemetry", None)
-    if telemetry is None:
-        return
-    telemetry.metrics.errors.labels(type=error.error_type, code=error.code).inc()
-    if isinstance(error, AuthenticationFailed):
+def _telemetry(app: object) -> Telemetry | None:
+    # The services exist once the lifespan has started; an error before that (or in an
+    # app built without them, as in unit tests) is rendered but not counted.
+    services = getattr(getattr(app, "state", None), "services", None)
+    telemetry = getattr(services, "telemetry", None)
+    return telemetry if isinstance(telemetry, Telemetry) else None
+
+
+def count_error(app: object, error: ApplianceError) -> None:
+    """Count an error response of ``app`` by type and code (metrics)."""
+    telemetry = _telemetry(app)
+    if telemetry is not None:
+        telemetry.metrics.errors.labels(type=error.error_type, code=error.code).inc()
+
+
+def render_error(app: object, error: ApplianceError) -> JSONResponse:
+    """The response for ``error``, counted. Every error response the gateway sends is
+    made here: the exception handlers below, the generic 500 and the 431 in
+    :mod:`appliance.gateway.middleware`."""
+    count_error(app, error)
+    return error_response(error)
+
+
+def _count_auth_failure(request: Request, error: ApplianceError) -> None:
+    telemetry = _telemetry(request.app)
+    if telemetry is not None and isinstance(error, AuthenticationFailed):
         telemetry.metrics.auth_failures.labels(reason=error.code).inc()
 
 
 async def _appliance_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApplianceError)
-    _count(request, exc)
-    return error_response(await _audit_refusal(request, exc))
+    _count_auth_failure(request, exc)
+    # Counted as sent: a refusal whose denial record failed goes out as 503.
+    return render_error(request.app, await _audit_refusal(request, exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -96,7 +118,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         error = InvalidRequest(str(exc.detail), code="http_error")
         error.status_code = exc.status_code
-    return error_response(await _audit_refusal(request, error))
+    return render_error(request.app, await _audit_refusal(request, error))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -104,7 +126,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     param = ".".join(str(part) for part in first.get("loc", ())) or None
     error = InvalidRequest(f"invalid field {param}: {first.get('msg')}", param=param)
-    return error_response(await _audit_refusal(request, error))
+    return render_error(request.app, await _audit_refusal(request, error))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,4 +1,5 @@
-"""ASGI middleware: a request id on every request and response; a generic 500."""
+"""ASGI middleware: a request id on every request and response; a generic 500; 431 for
+oversized headers. Both refusals go through the one (counting) error renderer."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.errors import ApplianceError, RequestHeadersTooLarge
-from appliance.gateway.errors import error_response
+from appliance.gateway.errors import render_error
 from appliance.telemetry.logs import REQUEST_ID
 
 __all__ = [
@@ -83,7 +84,7 @@ class UnexpectedErrorMiddleware:
             if started:
                 return  # mid-response: all we can do is end it; the server closes it
             error = ApplianceError(f"internal error (request id {request_id})")
-            await error_response(error)(scope, receive, send)
+            await render_error(scope.get("app"), error)(scope, receive, send)
 
 
 MAX_HEADER_BYTES = 16 * 1024
@@ -101,8 +102,9 @@ class HeaderLimitMiddleware:
         if scope["type"] == "http":
             size = sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
             if size > self.max_bytes:
-                refusal = error_response(
-                    RequestHeadersTooLarge(f"request headers exceed {self.max_bytes} bytes")
+                refusal = render_error(
+                    scope.get("app"),
+                    RequestHeadersTooLarge(f"request headers exceed {self.max_bytes} bytes"),
                 )
                 refusal.headers["connection"] = "close"
                 await refusal(scope, receive, send)

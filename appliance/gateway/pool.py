@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Replica", "ReplicaPool", "rendezvous_order"]
+__all__ = ["Replica", "ReplicaPool", "ReplicaState", "rendezvous_order"]
 
 
 @dataclass
@@ -26,6 +26,29 @@ class Replica:
 
     def available(self, now_s: float) -> bool:
         return self.healthy and now_s >= self.open_until_s
+
+    def state(self, now_s: float) -> ReplicaState:
+        return ReplicaState(
+            model=self.model,
+            url=self.url,
+            healthy=self.healthy,
+            outstanding=self.outstanding,
+            consecutive_failures=self.consecutive_failures,
+            circuit_open=now_s < self.open_until_s,
+        )
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    """A replica as reported (readiness, the admin page): a copy, so a report never
+    holds the pool's live state."""
+
+    model: str
+    url: str
+    healthy: bool  # last active health check
+    outstanding: int
+    consecutive_failures: int
+    circuit_open: bool
 
 
 def rendezvous_order(key: str, urls: Iterable[str]) -> list[str]:

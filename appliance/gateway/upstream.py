@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import ssl
@@ -28,7 +29,7 @@ from appliance.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from appliance.gateway.pool import Replica, ReplicaPool
+from appliance.gateway.pool import Replica, ReplicaPool, ReplicaState
 from appliance.gateway.routing import affinity_key, resolve_model
 
 __all__ = [
@@ -43,6 +44,8 @@ logger = logging.getLogger("appliance.gateway.upstream")
 
 # Observes each attempt at a replica: (model, replica url, outcome) for metrics.
 AttemptObserver = Callable[[str, str, str], None]
+# Observes each health check of a replica: (model, replica url, healthy) for metrics.
+HealthObserver = Callable[[str, str, bool], None]
 
 # No reachable engine: refused, unresolvable, TLS handshake refused, connect timeout.
 _UNREACHABLE = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
@@ -173,6 +176,7 @@ class Upstream:
         tls: EngineTlsSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_attempt: AttemptObserver | None = None,
+        on_health: HealthObserver | None = None,
     ):
         self.routing = routing or RoutingSettings()
         self.pool = ReplicaPool(
@@ -183,6 +187,7 @@ class Upstream:
         )
         self._clock = clock
         self._on_attempt = on_attempt
+        self._on_health = on_health
         self._api_key = api_key
         # Connect within connect_timeout_s; then no gap between body bytes may exceed
         # read_timeout_s (a long answer streams for as long as it keeps coming).
@@ -303,18 +308,37 @@ class Upstream:
         except (TimeoutError, aiohttp.ClientError):
             healthy = False
         self.pool.checked(replica, healthy, now_s=self._clock())
+        if self._on_health is not None:
+            self._on_health(replica.model, replica.url, healthy)
         return healthy
+
+    async def _check_all(self, replicas: Sequence[Replica]) -> list[bool]:
+        # Side by side: one engine that never answers must not delay the others' checks
+        # (nor /readyz, which a load balancer times out) by 5 s each.
+        return list(await asyncio.gather(*(self._check(replica) for replica in replicas)))
 
     async def healthy(self, model: str) -> bool:
         """Whether any replica of ``model`` answers its health check now."""
-        results = [await self._check(replica) for replica in self.pool.replicas(model)]
-        return any(results)
+        return any(await self._check_all(self.pool.replicas(model)))
+
+    async def check_replicas(self) -> list[ReplicaState]:
+        """Health-check every replica of every model now and report each, in the order
+        they are configured."""
+        replicas = self.pool.replicas()
+        results = await self._check_all(replicas)
+        now_s = self._clock()
+        # The check's own answer, not the pool's flag, which a request may flip meanwhile.
+        return [
+            dataclasses.replace(replica.state(now_s), healthy=healthy)
+            for replica, healthy in zip(replicas, results, strict=True)
+        ]
 
     async def _health_loop(self, interval_s: float) -> None:
+        # Check at once, then every interval: the replicas' health (and the
+        # appliance_engine_up gauge) is known from the start, not one interval later.
         while True:
+            await self._check_all(self.pool.replicas())
             await asyncio.sleep(interval_s)
-            for replica in self.pool.replicas():
-                await self._check(replica)
 
     def start(self) -> None:
         """Start active health checks (``routing.health_interval_s``; 0: none)."""

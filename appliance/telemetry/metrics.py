@@ -70,12 +70,19 @@ class GatewayMetrics:
             "appliance_upstream_attempts", "Attempts at engine replicas by outcome",
             ["model", "replica", "outcome"], registry=r,
         )  # fmt: skip
+        self.engine_up = Gauge(
+            "appliance_engine_up", "Whether an engine replica answered its last health check",
+            ["model", "replica"], registry=r,
+        )  # fmt: skip
 
     def limit_refused(self, scope: str, kind: str) -> None:
         self.limit_rejections.labels(scope=scope, kind=kind).inc()
 
     def upstream_attempt(self, model: str, replica: str, outcome: str) -> None:
         self.upstream_attempts.labels(model=model, replica=replica, outcome=outcome).inc()
+
+    def engine_checked(self, model: str, replica: str, healthy: bool) -> None:
+        self.engine_up.labels(model=model, replica=replica).set(1 if healthy else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

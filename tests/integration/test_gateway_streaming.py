@@ -143,6 +143,9 @@ def test_health_endpoints_answer_without_a_key(client, harness, tmp_path, fake_v
     assert ready.json()["engines"]["fake-absent"] == "unavailable"
     assert ready.json()["engines"]["fake-model"] == "ok"
     assert ready.json()["database"] == "ok"
+    # One entry per replica (docs/gateway.md, Readiness).
+    health = {r["model"]: r["healthy"] for r in ready.json()["replicas"]}
+    assert health["fake-absent"] is False and health["fake-model"] is True
 
 
 def test_readyz_is_ready_when_every_engine_is_healthy(harness, fake_vllm) -> None:

@@ -48,6 +48,8 @@ def ui_settings(tmp_path: Path, upstream_url: str) -> Settings:
     dead = f"http://127.0.0.1:{free_port()}"
     upstreams = [{"model": name, "url": upstream_url} for name in UI_MODELS]
     upstreams.append({"model": "fake-absent", "url": dead})
+    # Two replicas of one model, one of them dead: the admin page shows both rows.
+    upstreams += [{"model": "fake-pooled", "url": url} for url in (upstream_url, dead)]
     return Settings(
         data_dir=tmp_path / "data",
         database={"url": f"sqlite:///{tmp_path / 'gateway.db'}"},

@@ -15,6 +15,12 @@ def test_admin_sees_engines_and_manages_keys(
     sign_in(page, gateway.url, gateway.admin_key, "/ui/admin")
     page.locator("#engines tr", has_text="fake-model").filter(has_text="healthy").wait_for()
     page.locator("#engines tr", has_text="fake-absent").filter(has_text="unreachable").wait_for()
+    # One row per replica, not per model: the live and the dead replica of fake-pooled.
+    pooled = page.locator("#engines tbody tr", has_text="fake-pooled")
+    assert pooled.count() == 2
+    assert pooled.filter(has_text="healthy").count() == 1
+    assert pooled.filter(has_text="unreachable").count() == 1
+    assert "closed" in (pooled.first.text_content() or "")  # the router's view: the circuit
     page.fill("#key-name", "reporting job")
     page.fill("#key-owner", "team-data")
     page.click("#create-key")

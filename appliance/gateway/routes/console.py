@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -211,12 +212,7 @@ async def shred(
 
 @admin_router.get("/engines")
 async def engines(_principal: AdminDep, services: ServicesDep) -> dict[str, Any]:
-    """Each served model, the engine replica behind it, and whether it answers /health."""
-    upstream = services.upstream
-    urls = {route.model: route.url for route in services.settings.effective_upstreams()}
-    rows = []
-    for model in upstream.models():
-        rows.append(
-            {"model": model, "url": urls.get(model), "healthy": await upstream.healthy(model)}
-        )
-    return {"data": rows}
+    """One row per engine replica, in the order configured: whether it answers /health
+    now, and what the router knows of it (requests in flight, failures in a row,
+    circuit open)."""
+    return {"data": [asdict(state) for state in await services.upstream.check_replicas()]}

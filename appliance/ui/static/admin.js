@@ -8,10 +8,13 @@
     const r = await App.api("GET", "/ui/api/admin/engines");
     const body = $("engines").querySelector("tbody");
     if (!r.ok) { body.replaceChildren(App.el("tr", {}, App.friendly(r.status, r.data))); return; }
+    // One row per replica: a model served by two engines shows two rows.
     body.replaceChildren(...r.data.data.map((e) => {
       const tr = App.el("tr");
-      tr.append(App.el("td", {}, e.model), App.el("td", {}, e.url || "–"),
-        App.el("td", { class: e.healthy ? "ok" : "error" }, e.healthy ? "● healthy" : "● unreachable"));
+      tr.append(App.el("td", {}, e.model), App.el("td", {}, e.url),
+        App.el("td", { class: e.healthy ? "ok" : "error" }, e.healthy ? "● healthy" : "● unreachable"),
+        App.el("td", {}, e.outstanding), App.el("td", {}, e.consecutive_failures),
+        App.el("td", { class: e.circuit_open ? "error" : null }, e.circuit_open ? "open" : "closed"));
       return tr;
     }));
   }

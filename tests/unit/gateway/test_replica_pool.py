@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from appliance.config import PolicyRoute
-from appliance.gateway.pool import ReplicaPool, rendezvous_order
+from appliance.gateway.pool import ReplicaPool, ReplicaState, rendezvous_order
 from appliance.gateway.routing import affinity_key, resolve_model
 
 URLS = ["http://a", "http://b", "http://c"]
@@ -93,3 +93,20 @@ def test_affinity_key_follows_system_prompt_or_conversation_start() -> None:
     assert turn1 == turn2 != one
     assert affinity_key({"prompt": "abc"}) != affinity_key({"prompt": "abd"})
     assert affinity_key({}) is None
+
+
+def test_state_is_a_copy_at_a_moment() -> None:
+    pool = ReplicaPool({"m": URLS}, failure_threshold=2, circuit_open_s=10)
+    a = pool.replicas("m")[0]
+    pool.started(a)
+    pool.failed(a, now_s=100)
+    pool.failed(a, now_s=100)
+    pool.checked(a, False, now_s=100)
+    state = a.state(now_s=105)
+    assert state == ReplicaState(
+        model="m", url="http://a", healthy=False, outstanding=1,
+        consecutive_failures=2, circuit_open=True,
+    )  # fmt: skip
+    assert not a.state(now_s=110).circuit_open  # the circuit closes after circuit_open_s
+    pool.finished(a)
+    assert state.outstanding == 1  # a report never changes under its reader

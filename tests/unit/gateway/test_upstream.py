@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import aiohttp
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from appliance.config import RoutingSettings
 from appliance.errors import (
     EngineUnavailable,
     InvalidRequest,
@@ -24,6 +26,7 @@ from appliance.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from appliance.gateway.pool import ReplicaState
 from appliance.gateway.upstream import Upstream, map_upstream_exceptions, upstream_status_error
 from tests.support.servers import ServerThread, free_port
 
@@ -41,9 +44,17 @@ def engine() -> Iterator[tuple[str, list[dict[str, object]]]]:
         await asyncio.sleep(2)
         return JSONResponse({"late": True})
 
+    async def health(request: Request) -> Response:
+        await asyncio.sleep(0.5)
+        return Response(status_code=200)
+
     app = Starlette(routes=[
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/slow", slow, methods=["POST"]),
+        # Replicas behind path prefixes: "{url}/up/health" answers after 0.5 s.
+        Route("/up/health", health),
+        Route("/up2/health", health),
+        Route("/sick/health", lambda _request: Response(status_code=503)),
     ])  # fmt: skip
     with ServerThread(app) as server:
         yield server.url, seen
@@ -155,3 +166,58 @@ def test_engine_4xx_message_is_passed_on() -> None:
     assert upstream_status_error("m", 400, b"not json").message == (
         "the engine rejected the request"
     )
+
+
+def test_check_replicas_reports_each_replica_and_tells_the_observer(engine) -> None:  # type: ignore[no-untyped-def]
+    url = engine[0]
+    dead = f"http://127.0.0.1:{free_port()}"
+    seen: list[tuple[str, str, bool]] = []
+    upstream = Upstream(
+        {"m": [f"{url}/up", dead, f"{url}/up2"], "n": [f"{url}/sick"]},
+        api_key="shared", connect_timeout_s=1, read_timeout_s=1,
+        on_health=lambda model, replica, healthy: seen.append((model, replica, healthy)),
+    )  # fmt: skip
+
+    async def check() -> tuple[list[ReplicaState], float, bool, bool]:
+        try:
+            started = time.monotonic()
+            states = await upstream.check_replicas()
+            took = time.monotonic() - started
+            return states, took, await upstream.healthy("m"), await upstream.healthy("n")
+        finally:
+            await upstream.aclose()
+
+    states, took, m_healthy, n_healthy = anyio.run(check)
+    assert [(s.model, s.url, s.healthy) for s in states] == [
+        ("m", f"{url}/up", True),
+        ("m", dead, False),
+        ("m", f"{url}/up2", True),
+        ("n", f"{url}/sick", False),
+    ]
+    assert all(s.outstanding == 0 and not s.circuit_open for s in states)
+    assert took < 0.9  # side by side: two 0.5 s checks did not add up
+    assert (m_healthy, n_healthy) == (True, False)  # a model is healthy if any replica is
+    assert set(seen) == {(s.model, s.url, s.healthy) for s in states}
+    assert len(seen) == 4 + 3 + 1  # check_replicas, then healthy("m") and healthy("n")
+
+
+def test_health_loop_checks_at_once(engine) -> None:  # type: ignore[no-untyped-def]
+    seen: list[tuple[str, str, bool]] = []
+    upstream = Upstream(
+        {"m": f"{engine[0]}/sick"}, api_key="shared", connect_timeout_s=1, read_timeout_s=1,
+        routing=RoutingSettings(health_interval_s=3600),
+        on_health=lambda model, replica, healthy: seen.append((model, replica, healthy)),
+    )  # fmt: skip
+
+    async def run() -> None:
+        upstream.start()
+        try:
+            with anyio.fail_after(5):
+                while not seen:
+                    await anyio.sleep(0.02)
+        finally:
+            await upstream.aclose()
+
+    anyio.run(run)
+    assert seen == [("m", f"{engine[0]}/sick", False)]
+    assert not upstream.pool.replicas("m")[0].healthy

@@ -1,0 +1,82 @@
+"""Real processes for regression tests: the fake vLLM server in a process of its own
+(so a test can SIGKILL it, as an engine dies), and ``appliance serve`` itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+__all__ = ["appliance_serve", "fake_vllm_process", "wait_until_answering"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+_FAKE_VLLM = """
+import sys, uvicorn
+from tests.support.fake_vllm import FakeState, create_fake_vllm
+uvicorn.run(create_fake_vllm(FakeState()), host="127.0.0.1", port=int(sys.argv[1]),
+            log_level="warning")
+"""
+
+
+def wait_until_answering(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, log.read_text(errors="replace")[-2000:]
+        assert time.monotonic() < deadline, f"{url} did not answer in {timeout_s} s"
+        time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def fake_vllm_process(port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The fake vLLM on ``port`` in its own process; ``.kill()`` it to play a dead engine."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _FAKE_VLLM, str(port)],
+        cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until_answering(f"http://127.0.0.1:{port}/health", process, log)
+        yield process
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def appliance_serve(config: Path, port: int, log: Path) -> Iterator[str]:
+    """``appliance serve --config CONFIG`` (the database already migrated), its URL once
+    it answers. The environment's APPLIANCE_* settings are left out: the file decides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "serve", "--config", str(config)],
+        cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(f"{url}/healthz", process, log)
+        yield url
+    finally:
+        _stop(process)
