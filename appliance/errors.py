@@ -11,6 +11,7 @@ __all__ = [
     "ApplianceError",
     "AuditUnavailable",
     "AuthenticationFailed",
+    "BundleError",
     "ConfigurationError",
     "EngineStartError",
     "EngineUnavailable",
@@ -145,6 +146,11 @@ class EngineStartError(ApplianceError):
 
 class ManifestError(ApplianceError):
     """A model directory does not match its sha256 manifest."""
+
+
+class BundleError(ApplianceError):
+    """A release bundle cannot be made, verified or installed; the message names the
+    cause (the file, the key, the platform, the disk)."""
 
 
 class VerificationError(ApplianceError):

@@ -8,6 +8,7 @@ import typer
 
 from appliance.cli import (
     audit,
+    bundle,
     certs,
     config_cmd,
     db,
@@ -45,6 +46,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
 app.add_typer(certs.app, name="certs")
+app.add_typer(bundle.app, name="bundle")
 
 
 def main() -> None:
