@@ -31,7 +31,7 @@ from appliance.release.release_verifier import (
     BundleVerificationError,
     verify_bundle,
 )
-from appliance.release.wheelhouse import host_platform
+from appliance.release.wheelhouse import host_platform, wheel_name_version
 
 __all__ = ["InstallRequest", "InstallResult", "check_target", "install_bundle", "verify"]
 
@@ -109,15 +109,44 @@ def check_target(info: dict[str, object], python: Path) -> None:
             )
 
 
+_NEARLY_FULL = 8 * 2**20
+
+
 def _pip_failure(done: subprocess.CompletedProcess[str], venv: Path) -> BundleError:
     text = done.stderr + done.stdout
-    if "No space left on device" in text:
+    # ensurepip and pip do not always say why a write failed; a disk left (nearly)
+    # without space says it for them.
+    if "No space left on device" in text or _free_bytes(venv.parent) < _NEARLY_FULL:
         return BundleError(f"the disk is full: installing into {venv} ran out of space")
     if "is not a supported wheel on this platform" in text:
         return BundleError("a wheel in the bundle is for another platform: " + text.strip()[-300:])
     if "THESE PACKAGES DO NOT MATCH THE HASHES" in text:
         return BundleError("a wheel does not match its pinned hash: " + text.strip()[-300:])
     return BundleError("installing the wheelhouse failed: " + text.strip()[-400:])
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 2**63
+
+
+def _check_space(wheelhouse: Path, requirements: Path, venvs: Path) -> None:
+    """Refuse early when the disk cannot even hold the wheels of the set (installed,
+    they take more: a full disk during the install is still caught and named)."""
+    names = {line.split(" ", 1)[0] for line in requirements.read_text().splitlines()}
+    needed = 0
+    for wheel in wheelhouse.glob("*.whl"):
+        name, version = wheel_name_version(wheel.name)
+        if f"{name}=={version}" in names:
+            needed += wheel.stat().st_size
+    free = _free_bytes(venvs)
+    if free < needed:
+        raise BundleError(
+            f"the disk is full: {venvs} has {free // 2**20} MiB free, the wheels alone "
+            f"need {needed // 2**20} MiB"
+        )
 
 
 def _manifest_id(bundle: Path) -> str:
@@ -139,6 +168,7 @@ def _install_venv(request: InstallRequest, info: dict[str, object], step: Step) 
         return venv
     shutil.rmtree(venv, ignore_errors=True)  # an interrupted earlier try
     venvs.mkdir(parents=True, exist_ok=True)
+    _check_space(wheelhouse, requirements, venvs)
     try:
         step(f"creating a venv with {request.python}")
         made = subprocess.run(
