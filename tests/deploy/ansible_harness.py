@@ -21,7 +21,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
 VENV_BIN = Path(sys.executable).parent
-PROFILES = REPO / "models"
+PROFILES = REPO / "appliance" / "models"
 
 __all__ = [
     "ANSIBLE_DIR",
