@@ -187,10 +187,9 @@ def install(
         )
     console.print(f"installed: {result.venv}\nlive venv:  {result.link} -> {result.venv}")
     values = {
-        "ansible": {
-            "appliance_wheelhouse": str(request.bundle / "wheelhouse"),
-            "appliance_gateway_venv": str(result.link),
-        },
+        # Inventory variable for `make deploy`: the hosts install from this wheelhouse.
+        "ansible": {"appliance_wheelhouse": str(request.bundle / "wheelhouse")},
+        # For `helm install`: `appliance plan -f helm-values --bundle BUNDLE` writes them.
         "images": result.images,
     }
     console.print(json.dumps(values, indent=2), highlight=False)

