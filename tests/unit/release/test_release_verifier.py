@@ -118,7 +118,7 @@ def test_an_edited_manifest_breaks_the_signature(bundle: Path, signer: NoteSigne
 
 def test_a_wrong_key_text_is_refused(bundle: Path, signer: NoteSigner) -> None:
     good = key_of(signer)
-    name, key_id, encoded = good.split("+", 2)
+    name, _key_id, encoded = good.split("+", 2)
     assert "id does not match" in failure(bundle, f"{name}+00000000+{encoded}")
     assert "malformed" in failure(bundle, "not-a-key")
 
