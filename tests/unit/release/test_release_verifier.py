@@ -68,9 +68,7 @@ def test_a_signed_bundle_verifies(bundle: Path, signer: NoteSigner) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(FILES))
-def test_one_flipped_byte_in_any_file_is_named(
-    bundle: Path, signer: NoteSigner, name: str
-) -> None:
+def test_one_flipped_byte_in_any_file_is_named(bundle: Path, signer: NoteSigner, name: str) -> None:
     path = bundle / name
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
