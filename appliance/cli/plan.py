@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 
 from appliance.cli.common import console, err_console
-from appliance.errors import ConfigurationError
+from appliance.errors import BundleError, ConfigurationError
 from appliance.planner import (
     HEAD_ADDRESS_PLACEHOLDER,
     GpuType,
     Layout,
     ModelProfile,
+    Plan,
     PlanRefused,
     PlanRequest,
     find_profile,
@@ -27,6 +29,8 @@ from appliance.planner import (
     render_table,
 )
 from appliance.planner.report import refusal_to_dict
+from appliance.release.create import BUNDLE_INFO
+from appliance.release.helm_images import bundle_image_values, merge_values
 
 __all__ = ["Format", "GoalChoice", "KvDtypeChoice", "plan"]
 
@@ -90,6 +94,17 @@ def plan(
             help="Model profiles (default: the profiles shipped in the package, appliance/models/)",
         ),
     ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="Release bundle: pin the chart's images to its digests (with -f helm-values)",
+        ),
+    ] = None,
+    image_registry: Annotated[
+        str,
+        typer.Option("--image-registry", help="Registry the bundle's images were pushed to"),
+    ] = "",
     tp: Annotated[int | None, typer.Option("--tp", min=1, help="Force a TP size")] = None,
     pp: Annotated[int | None, typer.Option("--pp", min=1, help="Force a PP size")] = None,
     dp: Annotated[int | None, typer.Option("--dp", min=1, help="Force a DP size")] = None,
@@ -135,10 +150,26 @@ def plan(
         return
     renderers = {
         Format.json: lambda: render_json(result),
-        Format.helm_values: lambda: render_helm_values(result, path),
+        Format.helm_values: lambda: _helm_values(result, path, bundle, image_registry),
         Format.ansible_vars: lambda: render_ansible_vars(result, path),
     }
     _emit(renderers[output_format](), output)
+
+
+def _helm_values(plan: Plan, path: str, bundle: Path | None, registry: str) -> str:
+    """The planner's values; with a bundle, its image digests merged in."""
+    text = render_helm_values(plan, path)
+    if bundle is None:
+        return text
+    try:
+        info = json.loads((bundle / BUNDLE_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{bundle} is not a release bundle: no readable {BUNDLE_INFO}") from exc
+    images = bundle_image_values(info, device=plan.device, registry=registry)
+    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+    values = merge_values(yaml.safe_load(text), images)
+    note = f"# images pinned by digest from bundle {info.get('version')} ({bundle})\n"
+    return header + note + yaml.safe_dump(values, sort_keys=False)
 
 
 def _forced_layout(

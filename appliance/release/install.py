@@ -214,7 +214,7 @@ def _images(request: InstallRequest, info: dict[str, object], step: Step) -> lis
     references = []
     for entry in entries:
         archive = request.bundle / "images" / str(entry["archive"])
-        name, digest = str(entry["name"]), str(entry["digest"])
+        name, digest = str(entry.get("repository", entry["name"])), str(entry["digest"])
         if request.registry:
             tool = shutil.which("skopeo")
             if tool is None:
