@@ -99,6 +99,12 @@ def _check_number(value: int | float, parts: tuple[str | int, ...]) -> None:
         raise InvalidRequest(f"field {param} is too large for a number", param=param)
 
 
+def _refuse(parts: tuple[str | int, ...], what: str, problem: str) -> InvalidRequest:
+    """400 naming the field at ``parts`` (the body itself when empty)."""
+    param = _path(parts)
+    return InvalidRequest(f"{what} {param or 'body'} {problem}", param=param)
+
+
 def check_json(value: Any, limits: JsonLimits) -> None:
     """Refuse a parsed value that breaks ``limits`` or holds text no encoder can write.
 
@@ -110,39 +116,24 @@ def check_json(value: Any, limits: JsonLimits) -> None:
         item, parts = stack.pop()
         if isinstance(item, str):
             if len(item) > limits.max_string_chars:
-                param = _path(parts)
-                raise InvalidRequest(
-                    f"field {param or 'body'} is longer than {limits.max_string_chars} characters",
-                    param=param,
+                raise _refuse(
+                    parts, "field", f"is longer than {limits.max_string_chars} characters"
                 )
             _check_text(item, parts, "field")
         elif isinstance(item, bool) or item is None:
             continue
         elif isinstance(item, int | float):
             _check_number(item, parts)
-        else:
-            if len(parts) >= limits.max_depth:
-                param = _path(parts)
-                raise InvalidRequest(
-                    f"field {param} is nested deeper than {limits.max_depth} levels",
-                    param=param,
-                )
-            if isinstance(item, dict):
-                if len(item) > limits.max_object_keys:
-                    param = _path(parts)
-                    raise InvalidRequest(
-                        f"object {param or 'body'} has more than {limits.max_object_keys} keys",
-                        param=param,
-                    )
-                for key, child in item.items():
-                    child_parts = (*parts, key)
-                    _check_text(key, child_parts, "key")
-                    stack.append((child, child_parts))
-            elif isinstance(item, list):
-                if len(item) > limits.max_array_items:
-                    param = _path(parts)
-                    raise InvalidRequest(
-                        f"array {param or 'body'} has more than {limits.max_array_items} items",
-                        param=param,
-                    )
-                stack.extend((child, (*parts, index)) for index, child in enumerate(item))
+        elif len(parts) >= limits.max_depth:
+            raise _refuse(parts, "field", f"is nested deeper than {limits.max_depth} levels")
+        elif isinstance(item, dict):
+            if len(item) > limits.max_object_keys:
+                raise _refuse(parts, "object", f"has more than {limits.max_object_keys} keys")
+            for key, child in item.items():
+                child_parts = (*parts, key)
+                _check_text(key, child_parts, "key")
+                stack.append((child, child_parts))
+        elif isinstance(item, list):
+            if len(item) > limits.max_array_items:
+                raise _refuse(parts, "array", f"has more than {limits.max_array_items} items")
+            stack.extend((child, (*parts, index)) for index, child in enumerate(item))
