@@ -10,7 +10,6 @@ gets 200 with both of its audit records, and ``appliance audit verify`` is green
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -32,8 +31,8 @@ from appliance.db import create_db_engine, upgrade_database
 from appliance.gateway.services import utc_now
 from appliance.identity.apikeys import ApiKeyService
 from appliance.keys.deployment import deployment_secrets
-from tests.integration.test_audit_crash import start_gateway
 from tests.support.fake_vllm import SECRET
+from tests.support.processes import appliance_serve
 from tests.support.redis import require_redis
 from tests.support.requests import CHAT, auth
 from tests.support.servers import free_port
@@ -147,15 +146,10 @@ def served(
         for i in range(5)
     ]
     log = tmp / "gateway.log"
-    process = start_gateway(config, port, log)
     try:
-        yield Served(f"http://127.0.0.1:{port}", config, keys, SqlAuditStore(engine), log)
+        with appliance_serve(config, port, log) as url:
+            yield Served(url, config, keys, SqlAuditStore(engine), log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
         engine.dispose()
         for _rest in urls:  # drops the PostgreSQL schema
             pass
