@@ -99,6 +99,36 @@ def _check_number(value: int | float, parts: tuple[str | int, ...]) -> None:
         raise InvalidRequest(f"field {param} is too large for a number", param=param)
 
 
+def _check_leaf(
+    value: Any, parts: tuple[str | int, ...], key: str | int, limits: JsonLimits
+) -> None:
+    """A scalar under ``parts + (key,)``; the path is built only for an error."""
+    if isinstance(value, str):
+        if len(value) > limits.max_string_chars:
+            raise _refuse(
+                (*parts, key), "field", f"is longer than {limits.max_string_chars} characters"
+            )
+        if not value.isascii():
+            _check_text(value, (*parts, key), "field")
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            _check_number(value, (*parts, key))
+    elif isinstance(value, int) and (abs(value) > _FLOAT_EXACT):
+        _check_number(value, (*parts, key))
+
+
+def _only_small_ints(items: list[Any]) -> bool:
+    """Whether a list holds only integers within ±2^53 (token ids): checked in C, so a
+    100,000-id prompt costs a few milliseconds, not a Python loop."""
+    return (
+        bool(items)
+        and set(map(type, items)) == {int}
+        and (-_FLOAT_EXACT <= min(items) and max(items) <= _FLOAT_EXACT)
+    )
+
+
 def _refuse(parts: tuple[str | int, ...], what: str, problem: str) -> InvalidRequest:
     """400 naming the field at ``parts`` (the body itself when empty)."""
     param = _path(parts)
@@ -111,29 +141,35 @@ def check_json(value: Any, limits: JsonLimits) -> None:
     Iterative (an explicit stack), so depth is bounded by ``limits.max_depth`` and never
     by the interpreter's recursion limit; paths are built only for the error message.
     """
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    if not isinstance(value, dict | list):  # a bare scalar body (refused later anyway)
+        if isinstance(value, str):
+            _check_text(value, (), "field")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            _check_number(value, ())
+        return
+    # Only containers go on the stack; scalars are checked where they are met.
+    stack: list[tuple[dict[str, Any] | list[Any], tuple[str | int, ...]]] = [(value, ())]
     while stack:
         item, parts = stack.pop()
-        if isinstance(item, str):
-            if len(item) > limits.max_string_chars:
-                raise _refuse(
-                    parts, "field", f"is longer than {limits.max_string_chars} characters"
-                )
-            _check_text(item, parts, "field")
-        elif isinstance(item, bool) or item is None:
-            continue
-        elif isinstance(item, int | float):
-            _check_number(item, parts)
-        elif len(parts) >= limits.max_depth:
+        if len(parts) >= limits.max_depth:
             raise _refuse(parts, "field", f"is nested deeper than {limits.max_depth} levels")
-        elif isinstance(item, dict):
+        if isinstance(item, dict):
             if len(item) > limits.max_object_keys:
                 raise _refuse(parts, "object", f"has more than {limits.max_object_keys} keys")
             for key, child in item.items():
-                child_parts = (*parts, key)
-                _check_text(key, child_parts, "key")
-                stack.append((child, child_parts))
-        elif isinstance(item, list):
+                if not key.isascii():
+                    _check_text(key, (*parts, key), "key")
+                if isinstance(child, dict | list):
+                    stack.append((child, (*parts, key)))
+                else:
+                    _check_leaf(child, parts, key, limits)
+        else:
             if len(item) > limits.max_array_items:
                 raise _refuse(parts, "array", f"has more than {limits.max_array_items} items")
-            stack.extend((child, (*parts, index)) for index, child in enumerate(item))
+            if _only_small_ints(item):
+                continue
+            for index, child in enumerate(item):
+                if isinstance(child, dict | list):
+                    stack.append((child, (*parts, index)))
+                else:
+                    _check_leaf(child, parts, index, limits)

@@ -143,3 +143,11 @@ def test_any_bytes_parse_or_are_refused_with_400(raw: bytes) -> None:
         parse_json(raw, LIMITS)
     except InvalidRequest:
         pass
+
+
+def test_token_id_lists_take_the_fast_path_but_keep_every_check() -> None:
+    ids = list(range(50_000))
+    assert parse_json(json.dumps({"prompt": ids}).encode(), JsonLimits())["prompt"] == ids
+    assert refused(f'{{"prompt":[1,2,{2**63}]}}', JsonLimits()).param == "prompt.2"
+    assert refused('{"prompt":[1,2,1e999]}', JsonLimits()).param == "prompt.2"
+    assert refused('{"prompt":[1,"\\ud800"]}', JsonLimits()).param == "prompt.1"
