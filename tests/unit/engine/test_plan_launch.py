@@ -40,7 +40,7 @@ def test_head_on_h200_is_the_api_server_with_the_recipe_flags() -> None:
     assert _flag(argv, "--tensor-parallel-size") == "8"
     assert _flag(argv, "--gpu-memory-utilization") == "0.9"
     assert _flag(argv, "--max-model-len") == "163840"
-    assert "--enable-expert-parallel" in argv and "--trust-remote-code" in argv
+    assert "--enable-expert-parallel" in argv and "--trust-remote-code" not in argv
     env = spec.environment({}, cpu_count=8)
     assert env["VLLM_USE_FLASHINFER_MOE_FP8"] == "1" and env["HF_HUB_OFFLINE"] == "1"
     assert env["VLLM_API_KEY"] == "k" and "k" not in argv

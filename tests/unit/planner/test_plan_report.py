@@ -81,7 +81,7 @@ def test_serve_command_is_the_recipe(deepseek_v3: ModelProfile) -> None:
     argv = shlex.split(line)
     assert argv[:3] == ["vllm", "serve", "/models/deepseek-v3"]
     assert argv[argv.index("--data-parallel-size") + 1] == "8"
-    assert "--enable-expert-parallel" in argv and "--trust-remote-code" in argv
+    assert "--enable-expert-parallel" in argv and "--trust-remote-code" not in argv
     assert argv[argv.index("--tensor-parallel-size") + 1] == "1"
 
 

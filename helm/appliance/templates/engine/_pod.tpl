@@ -55,13 +55,31 @@ spec:
         {{- $_ := set $env "TRANSFORMERS_OFFLINE" "1" -}}
         {{- $_ := set $env "VLLM_NO_USAGE_STATS" "1" -}}
         {{- $_ := set $env "DO_NOT_TRACK" "1" -}}
+        {{- /* The engine runs as a UID the image has no passwd entry for: getpass.getuser()
+        (vLLM, torch inductor) reads these before it asks getpwuid(), which would raise. */ -}}
+        {{- $_ := set $env "USER" "vllm" -}}
+        {{- $_ := set $env "LOGNAME" "vllm" -}}
         {{- $_ := set $env "HOME" "/var/cache/vllm" -}}
-        {{- $_ := set $env "VLLM_CACHE_ROOT" "/var/cache/vllm" -}}
         {{- $_ := set $env "XDG_CACHE_HOME" "/var/cache/vllm" -}}
-        {{- $_ := set $env "TRITON_CACHE_DIR" "/var/cache/vllm/triton" -}}
+        {{- /* Compiled graphs and kernels: the compile-cache volume, or the scratch cache. */ -}}
+        {{- $compile := include "appliance.engine.compileCacheDir" $root -}}
+        {{- $_ := set $env "VLLM_CACHE_ROOT" $compile -}}
+        {{- $_ := set $env "TORCHINDUCTOR_CACHE_DIR" (printf "%s/inductor" $compile) -}}
+        {{- $_ := set $env "TRITON_CACHE_DIR" (printf "%s/triton" $compile) -}}
+        {{- $_ := set $env "CUDA_CACHE_PATH" (printf "%s/cuda" $compile) -}}
+        {{- $_ := set $env "FLASHINFER_WORKSPACE_BASE" $compile -}}
+        {{- $multinode := include "appliance.engine.multinode" $root -}}
+        {{- if $multinode }}{{ $_ := unset $env "VLLM_HOST_IP" }}{{ end -}}
         {{- range $k := keys $env | sortAlpha }}
         - name: {{ $k }}
           value: {{ get $env $k | quote }}
+        {{- end }}
+        {{- if $multinode }}
+        # The address other nodes reach this pod on (torch.distributed, DP RPC).
+        - name: VLLM_HOST_IP
+          valueFrom:
+            fieldRef:
+              fieldPath: status.podIP
         {{- end }}
         - name: VLLM_API_KEY
           valueFrom:
@@ -120,6 +138,10 @@ spec:
           mountPath: /var/cache/vllm
         - name: tmp
           mountPath: /tmp
+        {{- if $e.compileCache.enabled }}
+        - name: compile-cache
+          mountPath: {{ include "appliance.engine.compileCacheDir" $root }}
+        {{- end }}
         {{- if and $leader $e.tls.existingSecret }}
         - name: engine-tls
           mountPath: /var/run/appliance/engine-tls
@@ -146,6 +168,22 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 1Gi
+    {{- with $e.compileCache }}
+    {{- if .enabled }}
+    - name: compile-cache
+      {{- if .existingClaim }}
+      persistentVolumeClaim:
+        claimName: {{ .existingClaim }}
+      {{- else if .hostPath }}
+      hostPath:
+        path: {{ .hostPath }}
+        type: Directory
+      {{- else }}
+      emptyDir:
+        sizeLimit: {{ .sizeLimit }}
+      {{- end }}
+    {{- end }}
+    {{- end }}
     {{- if and $leader $e.tls.existingSecret }}
     - name: engine-tls
       secret:
