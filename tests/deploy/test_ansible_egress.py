@@ -5,6 +5,7 @@ local sender whose packet the output hook drops with EPERM)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from tests.deploy.ansible_harness import (
     local_inventory,
     plan_vars,
     run_playbook,
+    unit_directives,
 )
 
 pytestmark = pytest.mark.skipif(not ansible_available(), reason="ansible-core not installed")
@@ -63,6 +65,65 @@ def test_refuses_an_empty_allow_list(tmp_path):
     run = run_playbook(playbook, inventory)
     assert run.returncode != 0
     assert "appliance_egress_lockdown_allowed_networks is empty" in run.output
+
+
+def _rule_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+def test_own_table_own_unit_never_flushes_the_ruleset(tmp_path):
+    rules = _render(tmp_path)
+    lines = _rule_lines(rules.read_text())
+    assert not [ln for ln in lines if re.match(r"flush\s+ruleset", ln)], lines
+    # Only our table is replaced: declared, deleted and defined in one transaction.
+    assert lines[:3] == [
+        "table inet appliance_egress",
+        "delete table inet appliance_egress",
+        "table inet appliance_egress {",
+    ]
+    # Every top-level command names our table and no other.
+    commands = [ln for ln in lines if ln.split()[0] in {"table", "delete", "flush", "add"}]
+    assert all(re.match(r"\w+( table)? inet appliance_egress( \{)?$", ln) for ln in commands), (
+        commands
+    )
+    unit = (tmp_path / "root/gw/etc/systemd/system/appliance-egress.service").read_text()
+    directives = unit_directives(unit)
+    assert directives["ExecStart"] == ["/usr/sbin/nft -f /etc/nftables.d/appliance-egress.nft"]
+    assert "nftables.conf" not in "".join(_rule_lines(unit))
+    # The boot-time /etc/nftables.conf (which flushes the ruleset) is not written.
+    assert not (tmp_path / "root/gw/etc/nftables.conf").exists()
+    if shutil.which("nft"):
+        checked = subprocess.run(["nft", "-c", "-f", str(rules)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"),
+    reason="needs root, nft and unshare (network namespaces)",
+)
+def test_loading_our_table_keeps_other_agents_tables(tmp_path):
+    """In a fresh network namespace: another agent's table is loaded first; ours is
+    loaded twice (first run and a reload); the other table and its rule survive."""
+    rules = _render(tmp_path)
+    script = f"""
+    set -e
+    nft add table inet other_agent
+    nft add chain inet other_agent keep '{{ type filter hook input priority 0; policy accept; }}'
+    nft add rule inet other_agent keep tcp dport 22 counter accept
+    nft -f {rules}
+    nft -f {rules}
+    nft list ruleset
+    """
+    result = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True,
+                            text=True, timeout=30)  # fmt: skip
+    if result.returncode != 0 and "Operation not permitted" in result.stderr:
+        pytest.skip("cannot create a network namespace here")
+    assert result.returncode == 0, result.stderr
+    listing = result.stdout
+    assert "table inet other_agent" in listing
+    assert "tcp dport 22 counter" in listing
+    assert listing.count("table inet appliance_egress") == 1
+    assert listing.count("chain output") == 1 and "policy drop" in listing
 
 
 def _netns(name: str, *argv: str) -> subprocess.CompletedProcess[str]:

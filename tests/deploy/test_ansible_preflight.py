@@ -1,5 +1,5 @@
-"""Pre-flight checks against a fake ``nvidia-smi`` on PATH: each failure names the
-problem and what to do."""
+"""Pre-flight checks against a fake ``nvidia-smi`` on PATH, a fake ``python3`` and fake
+fabric paths: each failure names the host, the problem and what to do."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ PLAYBOOK = """\
     - role: appliance_preflight
 """
 
-H200 = "NVIDIA H200, 143771 MiB, 570.86.15"
+H200 = "NVIDIA H200, 143771 MiB, 575.57.08"
 NVLINK_TOPO = """\
 \tGPU0\tGPU1\tNIC0\tCPU Affinity\tNUMA Affinity
 GPU0\t X \tNV18\tSYS\t0-47\t0
@@ -94,7 +94,7 @@ def test_gpu_count_mismatch_fails_clearly(tmp_path):
 
 
 def test_wrong_gpu_type_fails_clearly(tmp_path):
-    run = _preflight(tmp_path, [H200, "NVIDIA A100-SXM4-80GB, 81920 MiB, 570.86.15"])
+    run = _preflight(tmp_path, [H200, "NVIDIA A100-SXM4-80GB, 81920 MiB, 575.57.08"])
     assert run.returncode != 0
     assert "GPU type mismatch on gpu-0: the plan expects h200" in run.output
 
@@ -128,3 +128,100 @@ def test_port_in_use_fails_clearly(tmp_path):
         run = _preflight(tmp_path, [H200, H200], appliance_preflight_ports=[port])
     assert run.returncode != 0
     assert f"port {port}/tcp is already in use on gpu-0" in run.output
+
+
+# -- Python, driver floor, multi-node fabric ---------------------------------------------
+
+
+def _fake_python(tmp: Path, version: str, ensurepip: bool) -> str:
+    script = tmp / "python3-fake"
+    script.write_text(f"#!/bin/sh\necho {version} {'yes' if ensurepip else 'no'}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_rhel9_python_39_fails_clearly(tmp_path):
+    run = _preflight(tmp_path, [H200, H200],
+                     appliance_preflight_python=_fake_python(tmp_path, "3.9", True))  # fmt: skip
+    assert run.returncode != 0
+    assert "on gpu-0 is Python 3.9, the appliance needs 3.10 or newer" in run.output
+    assert "dnf install python3.11" in run.output
+
+
+def test_python_without_ensurepip_fails_clearly(tmp_path):
+    run = _preflight(tmp_path, [H200, H200],
+                     appliance_preflight_python=_fake_python(tmp_path, "3.11", False))  # fmt: skip
+    assert run.returncode != 0
+    assert "on gpu-0 has no ensurepip" in run.output
+    assert "apt-get install python3-venv" in run.output and "(python3.11-venv)" in run.output
+
+
+def test_missing_python_fails_clearly(tmp_path):
+    run = _preflight(tmp_path, [H200, H200], appliance_preflight_python="/nonexistent/python3")
+    assert run.returncode != 0
+    assert "/nonexistent/python3 does not run on gpu-0" in run.output
+
+
+def test_cpu_node_checks_python_too(tmp_path):
+    run = _preflight(tmp_path, None, appliance_preflight_device="cpu",
+                     appliance_preflight_python=_fake_python(tmp_path, "3.9", True))  # fmt: skip
+    assert run.returncode != 0
+    assert "on gpu-0 is Python 3.9" in run.output
+
+
+def test_old_driver_fails_clearly(tmp_path):
+    old = "NVIDIA H200, 143771 MiB, 550.54.15"
+    run = _preflight(tmp_path, [old, old])
+    assert run.returncode != 0
+    assert "NVIDIA driver 550.54.15 on gpu-0 is older than 575.51.03" in run.output
+    assert "install driver 575.51.03 or newer" in run.output
+
+
+def _fabric(tmp: Path, *, ib: bool, peermem: bool, gdrcopy: bool) -> dict[str, object]:
+    """A two-node plan with fake /sys/class/infiniband, nvidia_peermem and /dev/gdrdrv."""
+    fabric = tmp / "fabric"
+    (fabric / "infiniband").mkdir(parents=True)
+    if ib:
+        (fabric / "infiniband" / "mlx5_0").write_text("")
+    if peermem:
+        (fabric / "nvidia_peermem").mkdir()
+    if gdrcopy:
+        (fabric / "gdrdrv").write_text("")
+    return {
+        "appliance_preflight_nodes": 2,
+        "appliance_preflight_infiniband_dir": str(fabric / "infiniband"),
+        "appliance_preflight_peermem_dir": str(fabric / "nvidia_peermem"),
+        "appliance_preflight_gdrcopy_device": str(fabric / "gdrdrv"),
+    }
+
+
+def test_multi_node_with_the_fabric_passes(tmp_path):
+    run = _preflight(
+        tmp_path, [H200, H200], **_fabric(tmp_path, ib=True, peermem=True, gdrcopy=True)
+    )
+    assert run.returncode == 0, run.output
+
+
+@pytest.mark.parametrize(
+    ("missing", "message", "fix"),
+    [
+        ("ib", "no InfiniBand/RoCE device on gpu-0", "ibv_devinfo"),
+        (
+            "peermem",
+            "the nvidia_peermem kernel module is not loaded on gpu-0",
+            "modprobe nvidia_peermem",
+        ),
+        ("gdrcopy", "gdrcopy is missing on gpu-0", "modprobe gdrdrv"),
+    ],
+)
+def test_multi_node_without_the_fabric_fails_clearly(tmp_path, missing, message, fix):
+    present = {"ib": True, "peermem": True, "gdrcopy": True, missing: False}
+    run = _preflight(tmp_path, [H200, H200], **_fabric(tmp_path, **present))
+    assert run.returncode != 0
+    assert message in run.output and fix in run.output
+
+
+def test_single_node_skips_the_fabric(tmp_path):
+    fabric = _fabric(tmp_path, ib=False, peermem=False, gdrcopy=False)
+    run = _preflight(tmp_path, [H200, H200], **{**fabric, "appliance_preflight_nodes": 1})
+    assert run.returncode == 0, run.output

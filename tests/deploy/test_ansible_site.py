@@ -162,8 +162,9 @@ def test_nftables_rules_pass_nft_check(deployed):
     text = rules.read_text()
     assert "policy drop;" in text
     assert "elements = { 10.0.0.0/8, 127.0.0.0/8 }" in text
-    boot = (deployed.host("gateway") / "etc/nftables.conf").read_text()
-    assert 'include "/etc/nftables.d/appliance-egress.nft"' in boot
+    # Loaded by its own unit, not from /etc/nftables.conf (which flushes the ruleset).
+    assert (deployed.host("gateway") / "etc/systemd/system/appliance-egress.service").exists()
+    assert not (deployed.host("gateway") / "etc/nftables.conf").exists()
     if shutil.which("nft") is None:
         pytest.skip("nft not installed (apt-get install nftables)")
     result = subprocess.run(["nft", "-c", "-f", str(rules)], capture_output=True, text=True)
