@@ -121,7 +121,7 @@ def test_install_with_no_route_out_then_the_venv_runs(built: Built, tmp_path: Pa
     link = prefix / "venv"
     assert link.is_symlink() and (link / ".bundle-install-complete").is_file()
     values = json.loads(done.stdout[done.stdout.index("{") :])
-    assert values["ansible"]["appliance_gateway_venv"] == str(link)
+    assert values["ansible"]["appliance_wheelhouse"] == str(built.bundle / "wheelhouse")
     installed = link / "bin" / "appliance"
     plan = subprocess.run(
         ["unshare", "-n", str(installed), "plan", "--model", "deepseek-v3", "--gpu", "h200",

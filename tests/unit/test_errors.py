@@ -26,6 +26,7 @@ EXPECTED: dict[type[ApplianceError], tuple[int, str, str]] = {
     errors.EngineStartError: (500, "server_error", "internal_error"),
     errors.ManifestError: (500, "server_error", "internal_error"),
     errors.VerificationError: (500, "server_error", "internal_error"),
+    errors.BundleError: (500, "server_error", "internal_error"),
 }
 
 
