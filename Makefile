@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(ENGINE_EXTRA)
 
 # `make` alone deploys (issue 8); without a site inventory it only says how to start.
 .DEFAULT_GOAL := deploy
-.PHONY: help install up serve test test-fast test-e2e test-deploy lint format clean bench soak deploy deploy-inventory
+.PHONY: help install up serve test test-fast test-e2e test-deploy lint format clean bench soak deploy deploy-inventory image bundle
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,6 +64,23 @@ deploy: deploy-inventory $(STAMP) ## Deploy: Ansible on bare metal (INVENTORY, C
 
 test-deploy: $(STAMP) ## Deployment tests: Ansible roles run locally, Helm chart rendered (no e2e)
 	$(PY) -m pytest tests/deploy -m "not e2e"
+
+# Daemonless (mmdebstrap, umoci, skopeo; root); docs/images.md. IMAGE_ARGS: --only gateway,
+# --update-lock (re-pin the Debian packages), --wheelhouse DIR.
+image: $(STAMP) ## Build the gateway and CPU engine OCI images -> dist/images/ (archives, SBOMs, images.json)
+	$(PY) scripts/build_images.py $(IMAGE_ARGS)
+
+# The signed release bundle (docs/airgap.md). SIGNING_KEY: your release key; without
+# one, a development key is made once in .data/release-keys (never ship with it).
+SIGNING_KEY ?= .data/release-keys/release.key
+BUNDLE_OUT ?= dist/bundle
+BUNDLE_ARGS ?= --set gateway --set cpu --set gpu --set deploy
+bundle: $(STAMP) ## Signed release bundle -> dist/bundle (SIGNING_KEY, BUNDLE_ARGS; images from make image if built)
+	@if [ ! -e "$(SIGNING_KEY)" ] && [ "$(SIGNING_KEY)" = ".data/release-keys/release.key" ]; then \
+	  $(VENV)/bin/appliance bundle keygen .data/release-keys --name appliance-dev-release; fi
+	rm -rf $(BUNDLE_OUT)
+	$(VENV)/bin/appliance bundle create $(BUNDLE_OUT) --signing-key $(SIGNING_KEY) \
+	  $(if $(wildcard dist/images/images.json),--images dist/images) $(BUNDLE_ARGS)
 
 lint: $(STAMP) ## ruff, mypy (strict) and ansible-lint (production profile)
 	$(VENV)/bin/ruff check appliance tests

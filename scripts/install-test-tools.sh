@@ -3,6 +3,8 @@
 #  - the test identity provider (npm oidc-provider, pinned by tests/oidc/package-lock.json)
 #  - Debian's chromium for the browser tests (never a browser downloaded by a test tool)
 #  - Debian's nftables, to check the rendered egress rules
+#  - Debian's container tools for `make image` and its tests: mmdebstrap, umoci, skopeo,
+#    podman and runc (no container registry is ever used)
 # Each is skipped with a message when this machine cannot install it; the tests that
 # need it then skip with the reason (CI sets APPLIANCE_TEST_REQUIRE_OIDC=1 to fail instead).
 set -euo pipefail
@@ -34,4 +36,18 @@ elif [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
         || echo "could not install chromium: the browser tests will be skipped"
 else
     echo "no /usr/bin/chromium and no root apt-get: the browser tests will be skipped"
+fi
+
+step "container tools for make image (mmdebstrap, umoci, skopeo, podman, runc)"
+IMAGE_TOOLS="mmdebstrap umoci skopeo podman runc"
+missing=""
+for tool in $IMAGE_TOOLS; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+if [ -z "$missing" ]; then
+    echo "found $IMAGE_TOOLS"
+elif [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    # shellcheck disable=SC2086  # one package per word
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $IMAGE_TOOLS \
+        || echo "could not install the container tools: make image and its tests will not run"
+else
+    echo "missing:$missing and no root apt-get: make image and the image tests will not run"
 fi

@@ -181,14 +181,16 @@ def build_wheelhouse(
                 for wheel in sorted(folder.glob("*.whl"))
                 if wheel_name_version(wheel.name)[0] not in _EXCLUDED.get(name, ())
             ]
-            resolved[name] = requirement_lines(wheels)
+            # Copied once: sets share most wheels. The pins hash the copies in ``out``,
+            # so a set never pins bytes other than the ones it will install.
+            for wheel in wheels:
+                if not (out / wheel.name).exists():
+                    shutil.copy2(wheel, out / wheel.name)
+            resolved[name] = requirement_lines([out / wheel.name for wheel in wheels])
             # The file names of the set, so a deploy copies only what one host installs.
             (out / f"wheels-{name}.txt").write_text(
                 "".join(f"{wheel.name}\n" for wheel in wheels), encoding="utf-8"
             )
-            for wheel in wheels:
-                if not (out / wheel.name).exists():
-                    shutil.copy2(wheel, out / wheel.name)
             (out / f"requirements-{name}.txt").write_text(
                 f"# {PACKAGE}: the {name!r} install set; install with\n#   pip install "
                 f"--no-index --no-deps --require-hashes -r requirements-{name}.txt\n"

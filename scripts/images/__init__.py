@@ -1,0 +1,1 @@
+"""Helpers of scripts/build_images.py (`make image`); see docs/images.md."""

@@ -1,0 +1,294 @@
+"""The OCI images (issue 14; docs/images.md): built here from Debian packages and the
+wheelhouse only (``make image``), loaded into podman, and run together in one pod whose
+network is ``none``: the gateway and the CPU engine share only the pod's loopback. The
+official ``openai`` client, run inside the pod, gets a streamed answer from the dev
+model through the containerised gateway. Both containers run as a non-root user on a
+read-only root filesystem, and the test checks it.
+
+Slow (a build of a few minutes, an engine cold start of about two), so it runs only
+with ``APPLIANCE_TEST_IMAGES=1`` (build into dist/images, as ``make image`` does) or
+``APPLIANCE_TEST_IMAGES=reuse`` (take dist/images as ``make image`` left it). Needs
+root, Debian's podman, runc, mmdebstrap, umoci and skopeo (``make install`` installs
+them where it can). The VM-specific podman settings live in tests/deploy/containers.conf.
+
+The ``openai`` client is not in the gateway image (the image carries the appliance and
+its dependencies only): the test copies it and the dependencies the image lacks from
+the dev venv into a read-only mount that the client's Python appends to its sys.path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from appliance.modelstore import prepare_dev_model
+from tests.deploy.podman_harness import Podman, copy_distributions
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES_DIR = ROOT / "dist" / "images"
+DEV_MODEL_DIR = ROOT / ".data" / "models" / "smollm2-135m-instruct"
+SERVED_NAME = "smollm2-135m-instruct"
+UID = 10001
+ENGINE_KEY = "image-test-engine-key"
+MODE = os.environ.get("APPLIANCE_TEST_IMAGES", "")
+ENGINE_START_TIMEOUT_S = 900
+
+pytestmark = [
+    pytest.mark.images,
+    pytest.mark.e2e,  # a real engine: `make test-fast` (-m "not e2e") leaves it out
+    pytest.mark.timeout(2700),
+    pytest.mark.skipif(
+        MODE not in ("1", "reuse"),
+        reason="image build and pod run: set APPLIANCE_TEST_IMAGES=1 (or =reuse)",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Pod:
+    podman: Podman
+    name: str
+    gateway: str
+    engine: str
+    api_key: str
+    client_dir: Path
+    images: dict[str, dict[str, object]]
+    timings: dict[str, float]
+
+    def image(self, name: str) -> str:
+        return _reference(self.images[name])
+
+
+def _reference(entry: dict[str, object]) -> str:
+    """What `podman load` names an archive: its ref.name annotation, in localhost/."""
+    return f"localhost/{entry['repository']}:{entry['tag']}"
+
+
+def _require_tools() -> None:
+    missing = [
+        t for t in ("podman", "runc", "mmdebstrap", "umoci", "skopeo") if not shutil.which(t)
+    ]
+    if missing or os.geteuid() != 0:
+        pytest.fail(
+            f"APPLIANCE_TEST_IMAGES={MODE} but missing {missing or ''}"
+            f"{'' if os.geteuid() == 0 else ' (not root)'}: run `make install` as root"
+        )
+
+
+@pytest.fixture(scope="module")
+def built_images() -> dict[str, dict[str, object]]:
+    _require_tools()
+    index = IMAGES_DIR / "images.json"
+    if MODE == "1" or not index.exists():
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "build_images.py")],
+            cwd=ROOT, capture_output=True, text=True, timeout=2400,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
+        print(f"\nmake image: {time.monotonic() - started:.0f} s\n{done.stdout[-800:]}")
+    entries = json.loads(index.read_text())["images"]
+    images = {str(entry["name"]): entry for entry in entries}
+    assert {"appliance-gateway", "appliance-engine-cpu"} <= set(images), images
+    return images
+
+
+def _readable_copy(source: Path, target: Path) -> Path:
+    """A copy the container user (UID 10001) may read: the dev model's files are the
+    host user's and private."""
+    target.mkdir(parents=True)
+    for file in source.iterdir():
+        if file.is_file():
+            shutil.copyfile(file, target / file.name)
+            (target / file.name).chmod(0o644)
+    target.chmod(0o755)
+    return target
+
+
+@pytest.fixture(scope="module")
+def pod(
+    built_images: dict[str, dict[str, object]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pod]:
+    work = tmp_path_factory.mktemp("images")
+    podman = Podman(work / "podman")
+    timings: dict[str, float] = {}
+    prepare_dev_model(DEV_MODEL_DIR)
+    model = _readable_copy(DEV_MODEL_DIR, work / "model")
+    client = work / "client"
+    copy_distributions(["openai"], client)
+    for path in [client, *client.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    try:
+        started = time.monotonic()
+        for entry in built_images.values():
+            podman.run("load", "--quiet", "--input", str(IMAGES_DIR / str(entry["archive"])))
+        timings["load"] = time.monotonic() - started
+        name = f"appliance-images-{os.getpid()}"
+        gateway, engine = f"{name}-gateway", f"{name}-engine"
+        gateway_image = _reference(built_images["appliance-gateway"])
+        engine_image = _reference(built_images["appliance-engine-cpu"])
+        # vLLM's shared-memory ring buffer needs more than podman's 64 MB /dev/shm; in a
+        # pod the IPC namespace, and so /dev/shm, is the pod's.
+        podman.run("pod", "create", "--name", name, "--network", "none", "--shm-size", "1g")
+        podman.run("volume", "create", f"{name}-data")
+        gateway_args = [
+            "--pod", name, "--read-only", "--volume", f"{name}-data:/var/lib/appliance",
+            "--env", f"APPLIANCE_ENGINE__API_KEY={ENGINE_KEY}",
+        ]  # fmt: skip
+        podman.run("run", "--rm", *gateway_args, gateway_image, "db", "upgrade")
+        created = podman.run(
+            "run", "--rm", *gateway_args, gateway_image,
+            "keys", "create", "--name", "image-test", "--owner", "tests/deploy",
+        )  # fmt: skip
+        api_key = created.stdout.strip().splitlines()[-1]
+        assert api_key.startswith("sk-appl-"), created.stdout
+        started = time.monotonic()
+        podman.run(
+            "run", "--detach", "--name", engine, "--pod", name, "--read-only",
+            "--volume", f"{model}:/models/{SERVED_NAME}:ro",
+            "--volume", f"{name}-cache:/var/cache/vllm",
+            "--env", f"VLLM_API_KEY={ENGINE_KEY}", "--env", "VLLM_CPU_KVCACHE_SPACE=1",
+            engine_image,
+            "--model", f"/models/{SERVED_NAME}", "--served-model-name", SERVED_NAME,
+            "--host", "127.0.0.1", "--port", "8100", "--max-model-len", "2048",
+            "--dtype", "float32",
+        )  # fmt: skip
+        podman.run("run", "--detach", "--name", gateway, *gateway_args, gateway_image)
+        ready = textwrap.dedent("""
+            import urllib.request
+            urllib.request.urlopen("http://127.0.0.1:8000/readyz", timeout=5)
+        """)
+        podman.wait_until(gateway, ready, timeout_s=ENGINE_START_TIMEOUT_S, watch=[engine])
+        timings["engine_start"] = time.monotonic() - started
+        yield Pod(podman, name, gateway, engine, api_key, client, built_images, timings)
+    finally:
+        print(f"\nimage test timings (s): { {k: round(v) for k, v in timings.items()} }")
+        podman.run("pod", "rm", "--force", f"appliance-images-{os.getpid()}", check=False)
+        podman.reset()
+
+
+def test_images_json_names_each_archive_by_its_manifest_digest(
+    built_images: dict[str, dict[str, object]],
+) -> None:
+    for name, entry in built_images.items():
+        archive = IMAGES_DIR / str(entry["archive"])
+        assert archive.name == f"{name}-{entry['tag']}.oci.tar"
+        manifest = subprocess.run(
+            ["skopeo", "inspect", "--raw", f"oci-archive:{archive}"],
+            check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        assert entry["digest"] == "sha256:" + hashlib.sha256(manifest).hexdigest()
+        sbom = json.loads((IMAGES_DIR / str(entry["sbom"])).read_text())
+        assert sbom["bomFormat"] == "CycloneDX"
+        assert sbom["metadata"]["component"]["hashes"][0]["content"] == str(entry["digest"])[7:]
+        purls = {str(c.get("purl", "")) for c in sbom["components"]}
+        assert any(p.startswith("pkg:pypi/sovereign-appliance@") for p in purls), name
+        assert any(p.startswith("pkg:deb/debian/libc6@") for p in purls), name
+    engine_purls = json.loads(
+        (IMAGES_DIR / str(built_images["appliance-engine-cpu"]["sbom"])).read_text()
+    )["components"]
+    names = {c["name"] for c in engine_purls}
+    assert {"vllm-cpu", "torch"} <= names
+    assert not {"torchvision", "torchaudio", "torchcodec"} & names
+
+
+def test_loaded_images_keep_the_listed_digests(pod: Pod) -> None:
+    for name in ("appliance-gateway", "appliance-engine-cpu"):
+        done = pod.podman.run("image", "inspect", pod.image(name), "--format", "{{.Digest}}")
+        assert done.stdout.strip() == pod.images[name]["digest"]
+
+
+def test_openai_client_in_the_pod_streams_the_answer_through_the_gateway(pod: Pod) -> None:
+    code = textwrap.dedent(f"""
+        import os, sys
+        sys.path.append("/opt/client")  # the image's own packages come first
+        from openai import OpenAI
+        client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=os.environ["KEY"])
+        stream = client.chat.completions.create(
+            model={SERVED_NAME!r}, stream=True, max_tokens=30, temperature=0,
+            messages=[{{"role": "user", "content": "What is the capital of France?"}}],
+        )
+        pieces = [c.choices[0].delta.content for c in stream if c.choices]
+        pieces = [p for p in pieces if p]
+        print(len(pieces))
+        print("".join(pieces))
+    """)
+    done = pod.podman.run(
+        "run", "--rm", "--pod", pod.name, "--read-only",
+        "--volume", f"{pod.client_dir}:/opt/client:ro", "--env", f"KEY={pod.api_key}",
+        "--entrypoint", "/opt/appliance/venv/bin/python",
+        pod.image("appliance-gateway"), "-c", code,
+    )  # fmt: skip
+    count, text = done.stdout.split("\n", 1)
+    assert int(count) > 1, done.stdout  # streamed: several chunks
+    assert "Paris" in text, done.stdout
+
+
+@pytest.mark.parametrize("role", ["gateway", "engine"])
+def test_containers_run_as_non_root_on_a_read_only_root(pod: Pod, role: str) -> None:
+    container = pod.gateway if role == "gateway" else pod.engine
+    writable = "/var/lib/appliance" if role == "gateway" else "/var/cache/vllm"
+    code = textwrap.dedent(f"""
+        import errno, os, pwd
+        print(os.getuid(), os.getgid(), pwd.getpwuid(os.getuid()).pw_name)
+        for path in ("/opt/appliance/venv/probe", "/etc/probe", "/probe"):
+            try:
+                open(path, "w").close()
+            except OSError as exc:
+                assert exc.errno == errno.EROFS, (path, exc)
+            else:
+                raise SystemExit(f"wrote {{path}} on the root filesystem")
+        open("{writable}/probe", "w").close()  # the declared volume is writable
+        os.remove("{writable}/probe")
+        print("read-only")
+    """)
+    done = pod.podman.python(container, code)
+    assert done.stdout.split() == [str(UID), str(UID), "appliance", "read-only"]
+    inspected = pod.podman.run("inspect", container, "--format", "{{.HostConfig.ReadonlyRootfs}}")
+    assert inspected.stdout.strip() == "true"
+
+
+def test_the_pod_has_only_its_loopback(pod: Pod) -> None:
+    code = textwrap.dedent("""
+        import socket
+        lines = open("/proc/net/dev").read().splitlines()[2:]
+        print(sorted(line.split(":")[0].strip() for line in lines))
+        with socket.socket() as sock:
+            sock.settimeout(3)
+            try:
+                sock.connect(("192.0.2.1", 443))  # TEST-NET-1: no route in the pod
+            except OSError as exc:
+                print(type(exc).__name__)
+    """)
+    done = pod.podman.python(pod.gateway, code)
+    interfaces, error = done.stdout.strip().splitlines()
+    assert interfaces == "['lo']"
+    assert error in ("OSError", "TimeoutError")
+
+
+def test_gateway_image_has_no_shell_compiler_or_pip(pod: Pod) -> None:
+    code = textwrap.dedent("""
+        import importlib.util, os
+        absent = ["/bin/sh", "/usr/bin/sh", "/bin/bash", "/usr/bin/dash", "/usr/bin/gcc",
+                  "/usr/bin/cc", "/usr/bin/apt-get", "/usr/bin/dpkg"]
+        print([path for path in absent if os.path.lexists(path)])
+        print(importlib.util.find_spec("pip"))
+    """)
+    done = pod.podman.python(pod.gateway, code)
+    assert done.stdout.split("\n")[:2] == ["[]", "None"], done.stdout
+    shell = pod.podman.run(
+        "run", "--rm", "--network", "none", "--entrypoint", "/bin/sh",
+        pod.image("appliance-gateway"), "-c", "true", check=False,
+    )  # fmt: skip
+    assert shell.returncode != 0
