@@ -64,7 +64,13 @@ def test_prefix_affinity_keeps_a_system_prompt_on_one_replica(harness, replicas)
             body = _pooled(messages=[{"role": "user", "content": f"new conversation {index}"}])
             assert client.post(CHAT, json=body, headers=auth(harness.user_key)).status_code == 200
     assert sorted(spread) == [0, 0, 9]
-    assert sum(1 for _, state in replicas if len(state.requests) > spread[0]) >= 2
+    # New conversations spread: at least two replicas served more than before them (each
+    # compared with its own count; which replica the system prompt maps to depends on
+    # the replicas' random ports).
+    grew = [
+        len(state.requests) > before for (_, state), before in zip(replicas, spread, strict=True)
+    ]
+    assert sum(grew) >= 2
 
 
 def test_replica_killed_mid_traffic_loses_no_request(harness, replicas) -> None:
