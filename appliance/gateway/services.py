@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 from sqlalchemy import Engine
 
@@ -46,9 +47,10 @@ class GatewayServices:
     # Metrics and traces (settings.telemetry).
     telemetry: Telemetry | None = None
 
-    @property
+    @cached_property
     def json_limits(self) -> JsonLimits:
-        """What a request body may hold (parser limits from ``gateway.*``)."""
+        """What a request body may hold (parser limits from ``gateway.*``); made once,
+        not per request."""
         gateway = self.settings.gateway
         return JsonLimits(
             max_depth=gateway.max_json_depth,
