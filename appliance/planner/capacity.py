@@ -13,13 +13,21 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from appliance.errors import ApplianceError
-from appliance.planner.commands import HEAD_ADDRESS_PLACEHOLDER, NodeCommand, Role, build_commands
-from appliance.planner.hardware import GPU_CATALOG, GpuType
+from appliance.planner.commands import (
+    HEAD_ADDRESS_PLACEHOLDER,
+    NEEDS_RDMA_FABRIC,
+    Fabric,
+    NodeCommand,
+    Role,
+    build_commands,
+    uses_deepep,
+)
+from appliance.planner.hardware import GPU_CATALOG, GpuType, unsupported_weights
 from appliance.planner.layouts import Candidate, Goal, candidates, check_layout, divisors
 from appliance.planner.memory import GIB, KvCacheDtype, Layout, MemoryEstimate, estimate_memory
 from appliance.planner.profiles import ModelProfile
 
-__all__ = ["Goal", "Plan", "PlanRefused", "PlanRequest", "make_plan"]
+__all__ = ["Fabric", "Goal", "Plan", "PlanRefused", "PlanRequest", "make_plan"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class PlanRequest:
     master_addr: str = HEAD_ADDRESS_PLACEHOLDER
     memory_mib: int | None = None
     layout: Layout | None = None  # the admin's choice instead of the recipes'
+    fabric: Fabric = "none"  # "rdma": the site has InfiniBand/RoCE between its GPU nodes
 
     def __post_init__(self) -> None:
         if self.gpus_per_node < 1 or self.nodes < 1:
@@ -78,6 +87,18 @@ class Plan:
     @property
     def gpus_per_node(self) -> int:
         return self.request.gpus_per_node
+
+    @property
+    def uses_deepep(self) -> bool:
+        """Wide EP across nodes: DeepEP all-to-all, so the engines need the RDMA fabric
+        (and, on Kubernetes, root with IPC_LOCK and SYS_RAWIO: docs/helm.md)."""
+        return uses_deepep(self.layout, self.nodes)
+
+    @property
+    def needs_rdma(self) -> bool:
+        """The engine pods must attach the site's RDMA fabric: DeepEP needs it, and NCCL
+        uses it between nodes when the site declared one."""
+        return self.nodes > 1 and self.request.fabric == "rdma"
 
     def command(self, role: Role, node_rank: int | None = None) -> NodeCommand:
         """The head's command, or a worker's (the first worker unless ``node_rank``)."""
@@ -221,6 +242,12 @@ def _explain(
             f"experts over {plan_layout.ep_size} ranks (EP size = TP x DP); EP is exercised "
             "only on GPUs (it does not run on vLLM's CPU build)"
         )
+    if uses_deepep(plan_layout, request.nodes):
+        lines.append(
+            "wide EP: DeepEP all-to-all over the site's RDMA fabric (--fabric rdma); its "
+            "NVSHMEM kernels need the engine to run as root with IPC_LOCK and SYS_RAWIO on "
+            "Kubernetes (engine.rdma in docs/helm.md)"
+        )
     if request.nodes > 1:
         lines.append(
             "multi-node: start the head (node rank 0) and the headless workers with the same "
@@ -254,12 +281,16 @@ def _try_plan(profile: ModelProfile, gpu: GpuType, request: PlanRequest) -> Plan
         )
     if request.kv_cache_dtype == "fp8" and not gpu.fp8:
         return f"{gpu.name} does not support an FP8 KV cache"
+    if why := unsupported_weights(gpu, profile.weight_dtype):
+        return why
     dtype = (profile.vllm_dtype or "float32") if gpu.device == "cpu" else "auto"
     weight_scale = 2.0 if profile.weight_dtype == "fp8" and not gpu.fp8 else 1.0
     if request.layout is not None:
         problem = check_layout(profile, gpu, request.layout, request.gpus_per_node, request.nodes)
         if problem:
             return f"the requested layout cannot run: {problem}"
+        if uses_deepep(request.layout, request.nodes) and request.fabric != "rdma":
+            return f"the requested layout cannot run: {NEEDS_RDMA_FABRIC}"
         options = [
             Candidate(
                 request.layout, f"{request.layout.describe()}: requested (--tp/--pp/--dp/--ep)"
@@ -279,6 +310,8 @@ def _try_plan(profile: ModelProfile, gpu: GpuType, request: PlanRequest) -> Plan
             profile, gpu, request, candidate.layout,
             max_model_len=max_model_len, dtype=dtype, weight_scale=weight_scale,
         )  # fmt: skip
+        if reason is None and uses_deepep(layout, request.nodes) and request.fabric != "rdma":
+            reason = NEEDS_RDMA_FABRIC
         if reason is not None:
             first_reason = first_reason or reason
             skipped.append(f"{candidate.layout.describe()} not chosen: {reason}")
@@ -290,7 +323,7 @@ def _try_plan(profile: ModelProfile, gpu: GpuType, request: PlanRequest) -> Plan
             profile, gpu, layout,
             nodes=request.nodes, gpus_per_node=request.gpus_per_node,
             kv_cache_dtype=request.kv_cache_dtype, master_addr=request.master_addr,
-            cpu_kv_cache_gib=cpu_kv,
+            cpu_kv_cache_gib=cpu_kv, fabric=request.fabric,
         )  # fmt: skip
         explanation = _explain(
             profile, gpu, request, layout, memory, candidate.why, dtype, weight_scale
@@ -325,6 +358,8 @@ def _describe_fit(plan: Plan) -> str:
         extra.append("FP8 KV cache")
     if plan.request.max_model_len is not None:
         extra.append(f"--max-model-len {plan.max_model_len}")
+    if plan.uses_deepep:
+        extra.append("--fabric rdma")
     suffix = f", {', '.join(extra)}" if extra else ""
     return (
         f"{plan.nodes} {node} x {plan.gpus_per_node} x {plan.gpu} ({plan.layout.describe()}, "
@@ -335,10 +370,14 @@ def _describe_fit(plan: Plan) -> str:
 def _suggestions(profile: ModelProfile, gpu: GpuType, request: PlanRequest) -> list[str]:
     """Nearby requests that fit: more nodes, FP8 KV cache, shorter context, other GPUs."""
     out: list[str] = []
+    if request.fabric != "rdma" and gpu.device == "gpu" and request.nodes > 1:
+        found = _try_plan(profile, gpu, replace(request, fabric="rdma"))
+        if isinstance(found, Plan) and found.uses_deepep:
+            out.append(_describe_fit(found))
     if request.layout is not None:
         found = _try_plan(profile, gpu, replace(request, layout=None))
         if isinstance(found, Plan):
-            return [_describe_fit(found)]
+            return [*out, _describe_fit(found)]
         request = replace(request, layout=None)
     if gpu.device == "gpu":
         for nodes in range(request.nodes + 1, request.nodes + 4):

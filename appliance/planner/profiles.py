@@ -2,13 +2,21 @@
 so an installed wheel carries them), validated by a schema.
 
 A profile holds what the memory math needs (layers, heads, MLA ranks, experts,
-parameters, weight bytes), how vLLM serves the model (served name, parsers) and the
-expected weight manifest where it is known. The schema is a pydantic model (the YAML
-boundary); the planner works on the frozen :class:`ModelProfile` it produces.
+parameters, weight bytes), how vLLM serves the model (served name, parsers, the chat
+template) and the expected weight manifest where it is known. The schema is a pydantic
+model (the YAML boundary); the planner works on the frozen :class:`ModelProfile` it
+produces.
+
+Chat templates are package data too (``appliance/models/chat_templates/*.jinja``); a
+profile names one by file name. Every deploy path puts the templates into
+:data:`ENGINE_CHAT_TEMPLATE_DIR` on the engine hosts (the chart mounts a ConfigMap there,
+the Ansible engine role copies them there), which is the directory the planner's
+``--chat-template`` names.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from appliance.errors import ConfigurationError
 
 __all__ = [
+    "CHAT_TEMPLATES_SUBDIR",
     "DTYPE_BYTES",
+    "ENGINE_CHAT_TEMPLATE_DIR",
     "Attention",
     "ModelProfile",
     "Moe",
@@ -31,10 +41,21 @@ __all__ = [
     "load_profiles",
     "profile_from_data",
     "profile_schema",
+    "read_chat_template",
 ]
 
-WeightDtype = Literal["fp8", "bf16", "fp16", "fp32"]
+# nvfp4: NVIDIA's 4-bit format (E2M1 values, one FP8 scale per 16 values: 0.5625 B per
+# parameter), meant for Blackwell (hardware.unsupported_weights says why not elsewhere).
+# It has no whole byte size, so an nvfp4 profile states weights.bytes.
+WeightDtype = Literal["fp8", "bf16", "fp16", "fp32", "nvfp4"]
 DTYPE_BYTES: dict[str, int] = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}
+
+# Where every deploy path places the chat templates on the engine hosts, and so the
+# directory the planner's --chat-template names: the chart mounts its ConfigMap here, the
+# Ansible engine role copies the templates here (appliance_engine_chat_template_dir).
+ENGINE_CHAT_TEMPLATE_DIR = "/etc/appliance/chat-templates"
+CHAT_TEMPLATES_SUBDIR = "chat_templates"  # next to the profiles: appliance/models/chat_templates
+_CHAT_TEMPLATE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*\.jinja$"
 
 
 # -- the schema (YAML boundary) --------------------------------------------------------
@@ -77,12 +98,23 @@ class WeightsSchema(_Strict):
     checkpoint_bytes: int | None = Field(default=None, ge=1, description="bytes on disk")
     shards: int | None = Field(default=None, ge=1)
 
+    @model_validator(mode="after")
+    def _sized(self) -> WeightsSchema:
+        if self.dtype not in DTYPE_BYTES and self.bytes is None:
+            raise ValueError(f"{self.dtype} weights have no whole byte size: state weights.bytes")
+        return self
+
 
 class VllmSchema(_Strict):
     trust_remote_code: bool = False
     reasoning_parser: str | None = None
     tool_call_parser: str | None = None
-    chat_template: str | None = None
+    chat_template: str | None = Field(
+        default=None,
+        pattern=_CHAT_TEMPLATE_NAME,
+        description="file name of a template in chat_templates/ next to the profiles; the "
+        f"engine gets --chat-template {ENGINE_CHAT_TEMPLATE_DIR}/<name>",
+    )
     dtype: str | None = Field(default=None, description="--dtype override (CPU test models)")
 
 
@@ -266,6 +298,13 @@ def load_profile(path: Path) -> ModelProfile:
         raise ConfigurationError(
             f"invalid model profile {path}: name {profile.name!r} must match the file name"
         )
+    if profile.chat_template is not None:
+        template = path.parent / CHAT_TEMPLATES_SUBDIR / profile.chat_template
+        if not template.is_file():
+            raise ConfigurationError(
+                f"invalid model profile {path}: vllm.chat_template {profile.chat_template!r} "
+                f"is not in {template.parent}"
+            )
     return profile
 
 
@@ -285,3 +324,15 @@ def find_profile(name: str, directory: Path | None = None) -> ModelProfile:
         if wanted in (profile.name, profile.served_model_name.lower()):
             return profile
     raise ConfigurationError(f"unknown model {name!r}; known: {', '.join(sorted(profiles))}")
+
+
+def read_chat_template(name: str, directory: Path | None = None) -> str:
+    """The text of a chat template a profile names (``chat_templates/<name>`` next to the
+    profiles), for the deploy paths that carry it to the engine hosts."""
+    if re.fullmatch(_CHAT_TEMPLATE_NAME, name) is None:
+        raise ConfigurationError(f"not a chat template file name: {name!r}")
+    path = (directory or default_profiles_dir()) / CHAT_TEMPLATES_SUBDIR / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read chat template {path}: {exc.strerror}") from exc

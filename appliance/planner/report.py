@@ -1,12 +1,16 @@
 """Plans as text: a readable table, JSON (which ``engine args --plan`` reads back),
-Helm values and Ansible variables. Formatting only; no I/O."""
+Helm values and Ansible variables. Formatting only; the one read is of the chat templates
+a plan's ``--chat-template`` names (package data), which the Helm values and Ansible
+variables carry to the engine hosts."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shlex
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,9 +22,11 @@ from appliance.errors import ConfigurationError
 from appliance.planner.capacity import Plan, PlanRefused
 from appliance.planner.commands import NodeCommand, core_args
 from appliance.planner.memory import GIB
+from appliance.planner.profiles import ENGINE_CHAT_TEMPLATE_DIR, read_chat_template
 
 __all__ = [
     "PLAN_SCHEMA",
+    "chat_templates",
     "plan_from_dict",
     "plan_to_dict",
     "refusal_to_dict",
@@ -38,6 +44,7 @@ _STARTUP_PROBE_BUDGET_S = {True: 2700, False: 600}  # 45 min for a 671B model (l
 _SHM_GIB = {"gpu": 16, "cpu": 1}  # /dev/shm: 16Gi default for GPU nodes (reference §5.4)
 _HOST_HEADROOM_GIB = 32  # host memory beyond the node's weights and /dev/shm
 _CPU_PER_GPU = 4  # llm-d: 32 cores for 8 GPUs
+_ANSIBLE_RAW_START, _ANSIBLE_RAW_END = "{% raw %}", "{% endraw %}"
 
 
 def serve_args(plan: Plan, command: NodeCommand) -> list[str]:
@@ -147,9 +154,48 @@ def _startup_budget(plan: Plan) -> int:
     return _STARTUP_PROBE_BUDGET_S[plan.memory.weight_bytes * plan.layout.gpus > 100 * GIB]
 
 
-def render_helm_values(plan: Plan, model_path: str) -> str:
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (the chat templates) as literal blocks, readable in the file."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True)
+
+
+def chat_templates(plan: Plan, profiles_dir: Path | None = None) -> dict[str, str]:
+    """The chat templates the plan's ``--chat-template`` flags name, by file name, read
+    from ``chat_templates/`` next to the profiles. The engine finds them in
+    :data:`~appliance.planner.profiles.ENGINE_CHAT_TEMPLATE_DIR`, where the chart mounts
+    them (engine.chatTemplates) and the Ansible role copies them
+    (appliance_engine_chat_templates)."""
+    names: set[str] = set()
+    for command in plan.commands:
+        args = command.extra_args
+        for flag, value in itertools.pairwise(args):
+            if flag != "--chat-template":
+                continue
+            directory, _, name = value.rpartition("/")
+            if directory != ENGINE_CHAT_TEMPLATE_DIR:
+                raise ConfigurationError(
+                    f"the plan's --chat-template {value} is not in {ENGINE_CHAT_TEMPLATE_DIR}, "
+                    "where the chart and the Ansible role place the templates; re-run the planner"
+                )
+            names.add(name)
+    return {name: read_chat_template(name, profiles_dir) for name in sorted(names)}
+
+
+def render_helm_values(plan: Plan, model_path: str, *, profiles_dir: Path | None = None) -> str:
     """Values for the appliance chart's engine (LeaderWorkerSet: one leader per group,
-    ``nodes - 1`` workers)."""
+    ``nodes - 1`` workers). The chat templates the plan names travel as
+    ``engine.chatTemplates`` (a ConfigMap mounted into the engine pods)."""
     head = plan.command("head")
     engine: dict[str, Any] = {
         "model": {
@@ -174,6 +220,8 @@ def render_helm_values(plan: Plan, model_path: str) -> str:
         "leader": {"args": serve_args(plan, head), "env": dict(sorted(head.env.items()))},
         "startupProbe": {"failureThreshold": _startup_budget(plan) // 10, "periodSeconds": 10},
     }
+    if templates := chat_templates(plan, profiles_dir):
+        engine["chatTemplates"] = templates
     if plan.nodes > 1:
         worker = plan.command("worker")
         engine["worker"] = {
@@ -188,7 +236,17 @@ def render_helm_values(plan: Plan, model_path: str) -> str:
     header = (
         f"# appliance plan: {plan.layout.describe()}, {plan.memory.kv_tokens_total:,} KV tokens\n"
     )
-    return header + yaml.safe_dump({"engine": engine}, sort_keys=False)
+    if plan.needs_rdma:
+        # The site declared an RDMA fabric (--fabric rdma): the engine pods attach it.
+        # Its resource name, Multus networks and HCAs are the site's (site values).
+        engine["rdma"] = {"enabled": True}
+        if plan.uses_deepep:
+            header += (
+                "# wide EP (DeepEP): the chart refuses this plan until the site values set\n"
+                "# engine.rdma.runAsRoot: true (IPC_LOCK and SYS_RAWIO work only for root;\n"
+                "# docs/helm.md, RDMA fabric and wide EP)\n"
+            )
+    return header + _yaml({"engine": engine})
 
 
 def _gpu_pod_resources(plan: Plan, shm_gib: int) -> dict[str, Any]:
@@ -199,16 +257,15 @@ def _gpu_pod_resources(plan: Plan, shm_gib: int) -> dict[str, Any]:
     cpu = str(_CPU_PER_GPU * plan.gpus_per_node)
     return {
         "requests": {"cpu": cpu, "memory": memory},
-        "limits": {_gpu_resource(plan): plan.gpus_per_node, "memory": memory},
+        # NVIDIA only: the catalog has no GPU of another vendor with a deploy path.
+        "limits": {"nvidia.com/gpu": plan.gpus_per_node, "memory": memory},
     }
 
 
-def _gpu_resource(plan: Plan) -> str:
-    return "amd.com/gpu" if plan.gpu.startswith("mi") else "nvidia.com/gpu"
-
-
-def render_ansible_vars(plan: Plan, model_path: str) -> str:
-    """Variables for the ``appliance_engine`` role (per-node args by node rank)."""
+def render_ansible_vars(plan: Plan, model_path: str, *, profiles_dir: Path | None = None) -> str:
+    """Variables for the ``appliance_engine`` role (per-node args by node rank). The chat
+    templates the plan names travel as ``appliance_engine_chat_templates`` (the role writes
+    them where ``--chat-template`` points)."""
     data: dict[str, Any] = {
         "appliance_engine_model_name": plan.model,
         "appliance_engine_served_model_name": plan.served_model_name,
@@ -229,4 +286,11 @@ def render_ansible_vars(plan: Plan, model_path: str) -> str:
         },
         "appliance_engine_env": dict(sorted(plan.command("head").env.items())),
     }
-    return "---\n" + yaml.safe_dump(data, sort_keys=False)
+    # Ansible would render the templates' own Jinja when it reads the variable: raw.
+    templates = chat_templates(plan, profiles_dir)
+    if any(_ANSIBLE_RAW_END in text for text in templates.values()):
+        raise ConfigurationError(f"a chat template contains {_ANSIBLE_RAW_END}")
+    data["appliance_engine_chat_templates"] = {
+        name: f"{_ANSIBLE_RAW_START}{text}{_ANSIBLE_RAW_END}" for name, text in templates.items()
+    }
+    return "---\n" + _yaml(data)

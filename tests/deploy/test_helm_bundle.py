@@ -37,6 +37,17 @@ def planned(profile: str, *extra: str) -> Any:
     return result
 
 
+def engine_scripts(values: dict[str, Any]) -> list[str]:
+    """The shell line each rendered engine container runs."""
+    rendered = render(merge(base_values(), values))
+    return [
+        container["args"][0]
+        for _owner, template in rendered.pod_templates()
+        for container in template["spec"]["containers"]
+        if container["name"] == "vllm"
+    ]
+
+
 def image_references(values: dict[str, Any]) -> set[str]:
     rendered = render(merge(base_values(), values))
     found = set()
@@ -62,6 +73,9 @@ def test_a_cpu_plan_renders_only_the_bundles_images_by_digest(
         f"{prefix}appliance/engine-cpu@{ENGINE_DIGEST}",
     }
     assert image_references(values) == expected
+    # The appliance's CPU engine image runs vLLM's serve CLI through its launcher.
+    scripts = engine_scripts(values)
+    assert scripts and all("python3 -m appliance.engine.vllm_cli serve" in s for s in scripts)
 
 
 def test_a_gpu_plan_pins_the_gateway_and_keeps_the_upstream_engine(tmp_path: Path) -> None:
@@ -72,6 +86,8 @@ def test_a_gpu_plan_pins_the_gateway_and_keeps_the_upstream_engine(tmp_path: Pat
     assert f"appliance/gateway@{GATEWAY_DIGEST}" in references
     upstream = {ref for ref in references if "vllm/vllm-openai" in ref}
     assert upstream and all(":v0.32.0" in ref or "@sha256:" in ref for ref in upstream)
+    scripts = engine_scripts(yaml.safe_load(result.stdout))
+    assert scripts and all("python3 -m vllm.entrypoints.cli.main serve" in s for s in scripts)
 
 
 def test_a_bundle_without_images_is_refused_by_name(tmp_path: Path) -> None:

@@ -60,7 +60,8 @@ def test_deepseek_v3_single_node_is_a_deployment_with_the_plan() -> None:
         "readOnly": True,
     }
     env = _env(container)
-    assert env["VLLM_USE_FLASHINFER_MOE_FP8"] == "1"
+    assert "VLLM_USE_FLASHINFER_MOE_FP8" not in env  # gone in vLLM 0.32: --moe-backend
+    assert "'--moe-backend' 'flashinfer_cutlass'" in container["args"][0]
     assert env["VLLM_API_KEY"] == "<ref>"
     startup = container["startupProbe"]
     assert startup["httpGet"]["path"] == "/health"
@@ -137,7 +138,8 @@ def test_single_node_engine_has_no_egress_at_all() -> None:
 
 
 def test_data_parallel_across_nodes_derives_start_rank_from_the_worker_index() -> None:
-    # two 8-GPU nodes planned for throughput: DP16 + EP across the nodes (wide EP)
+    # two 8-GPU nodes planned for throughput: DP16 + EP across the nodes (wide EP), which
+    # needs the site's RDMA fabric and a root engine (tests/deploy/test_helm_rdma.py)
     result = CliRunner().invoke(
         app,
         [
@@ -152,13 +154,15 @@ def test_data_parallel_across_nodes_derives_start_rank_from_the_worker_index() -
             "2",
             "--goal",
             "throughput",
+            "--fabric",
+            "rdma",
             "-f",
             "helm-values",
         ],
     )
     assert result.exit_code == 0, result.output
     plan = yaml.safe_load(result.stdout)
-    out = render(merge(plan, base_values()))
+    out = render(merge(merge(plan, base_values()), {"engine": {"rdma": {"runAsRoot": True}}}))
     lwt = out.one("LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]
     work_script = _container(lwt["workerTemplate"])["args"][0]
     lead_script = _container(lwt["leaderTemplate"])["args"][0]

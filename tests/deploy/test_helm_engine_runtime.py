@@ -78,9 +78,10 @@ def test_multi_node_engines_take_vllm_host_ip_from_the_pod_ip() -> None:
         assert _env(container)["VLLM_HOST_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
 
 
-def test_single_node_engine_sets_no_vllm_host_ip() -> None:
+def test_single_node_engine_keeps_vllm_host_ip_on_loopback() -> None:
+    # Unset, vLLM would connect() a UDP socket towards 8.8.8.8 to find its address.
     for container in engine_containers(render(_values("deepseek-v3-1x8-h200"))):
-        assert "VLLM_HOST_IP" not in _env(container)
+        assert _env(container)["VLLM_HOST_IP"] == "127.0.0.1"
 
 
 def _compile_volume(out: Rendered) -> list[dict[str, Any]]:

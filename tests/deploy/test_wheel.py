@@ -67,6 +67,10 @@ def test_the_wheel_lists_profiles_migrations_and_ui_assets(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for profile in (ROOT / "appliance" / "models").glob("*.yaml"):
         assert f"appliance/models/{profile.name}" in names
+    templates = sorted((ROOT / "appliance" / "models" / "chat_templates").glob("*.jinja"))
+    assert templates
+    for template in templates:
+        assert f"appliance/models/chat_templates/{template.name}" in names
     for expected in (
         "appliance/db/migrations/env.py",
         "appliance/db/migrations/script.py.mako",
@@ -99,6 +103,13 @@ def test_the_installed_wheel_plans_migrates_and_serves_the_ui(
             cli, ["plan", "--model", "deepseek-v3", "--gpu", "h200", "-f", "json"]
         )
         assert plan.exit_code == 0, plan.output
+        # The chat template the plan names comes from the installed package too.
+        helm = CliRunner().invoke(
+            cli, ["plan", "--model", "deepseek-r1", "--gpu", "h200", "-f", "helm-values"]
+        )
+        assert helm.exit_code == 0, helm.output
+        import yaml
+        templates = yaml.safe_load(helm.output)["engine"]["chatTemplates"]
         engine = create_db_engine("sqlite:///fresh.db")
         upgrade_database(engine)
         settings = Settings(
@@ -112,6 +123,7 @@ def test_the_installed_wheel_plans_migrates_and_serves_the_ui(
         print(json.dumps({
             "module": appliance.__file__,
             "plan": json.loads(plan.output)["model"],
+            "templates": {name: len(text) for name, text in templates.items()},
             "login": login.status_code, "css": css.status_code, "css_bytes": len(css.content),
         }))
         """,
@@ -120,4 +132,6 @@ def test_the_installed_wheel_plans_migrates_and_serves_the_ui(
     result = json.loads(out.strip().splitlines()[-1])
     assert not result["module"].startswith(str(ROOT)), result["module"]  # the wheel's copy
     assert result["plan"] == "deepseek-v3"
+    template = ROOT / "appliance/models/chat_templates/tool_chat_template_deepseekr1.jinja"
+    assert result["templates"] == {template.name: len(template.read_text(encoding="utf-8"))}
     assert result["login"] == 200 and result["css"] == 200 and result["css_bytes"] > 0

@@ -147,7 +147,7 @@ appliance.engine.script (dict "root" $ "args" list "leader" bool)
 {{- $args := .args -}}
 {{- $local := "1" -}}
 {{- range $i, $a := $args }}{{ if and (eq $a "--data-parallel-size-local") (lt (add1 $i) (len $args)) }}{{ $local = index $args (add1 $i) }}{{ end }}{{ end -}}
-{{- $out := list "exec" "python3" "-m" "vllm.entrypoints.cli.main" "serve" ($root.Values.engine.model.path | squote) -}}
+{{- $out := list "exec" "python3" "-m" $root.Values.engine.cli "serve" ($root.Values.engine.model.path | squote) -}}
 {{- $prev := "" -}}
 {{- range $args -}}
 {{- if or (eq $prev "--master-addr") (eq $prev "--data-parallel-address") -}}
@@ -204,6 +204,7 @@ find /dev/shm -mindepth 1 -type f -delete 2>/dev/null || true
 {{- if and .Values.engine.compileCache.existingClaim .Values.engine.compileCache.hostPath -}}
 {{- $messages = append $messages "engine.compileCache: set only one of existingClaim and hostPath" -}}
 {{- end -}}
+{{- $messages = concat $messages (include "appliance.engine.fabricMessages" . | fromYamlArray) -}}
 {{- if .Values.sovereign -}}
 {{- $messages = concat $messages (include "appliance.sovereignMessages" . | fromYamlArray | uniq) -}}
 {{- end -}}
@@ -236,6 +237,66 @@ code from a weights directory unless the admin says so. A YAML list of messages.
 {{- range concat (.Values.engine.leader.args | default list) ($worker.args | default list) (.Values.engine.extraArgs | default list) -}}
 {{- if hasPrefix "--trust-remote-code" (replace "_" "-" (toString .)) -}}
 {{- $messages = append $messages (printf "sovereign: engine args carry %s (code from the weights directory runs in the engine); remove it or set engine.allowTrustRemoteCode: true" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $messages -}}
+{{- end -}}
+
+
+{{/* "true" when the engine's all-to-all is DeepEP: --all2all-backend deepep_* in any engine
+args (the planner emits it for wide EP with --fabric rdma), or the older
+VLLM_ALL2ALL_BACKEND environment variable. */}}
+{{- define "appliance.engine.deepep" -}}
+{{- $e := .Values.engine -}}
+{{- $worker := $e.worker | default dict -}}
+{{- $found := false -}}
+{{- $prev := "" -}}
+{{- range concat ($e.leader.args | default list) ($worker.args | default list) ($e.extraArgs | default list) -}}
+{{- $arg := replace "_" "-" (toString .) -}}
+{{- if or (and (eq $prev "--all2all-backend") (hasPrefix "deepep" $arg)) (hasPrefix "--all2all-backend=deepep" $arg) }}{{ $found = true }}{{ end -}}
+{{- $prev = $arg -}}
+{{- end -}}
+{{- range (list ($e.leader.env | default dict) ($worker.env | default dict) ($e.extraEnv | default dict) ($e.nccl.extraEnv | default dict)) -}}
+{{- if hasPrefix "deepep" (toString (get . "VLLM_ALL2ALL_BACKEND")) }}{{ $found = true }}{{ end -}}
+{{- end -}}
+{{- if $found }}true{{ end -}}
+{{- end -}}
+
+{{/* The engine's fabric (engine.rdma, engine.nccl) and security context: combinations that
+would start pods that cannot work. Capabilities added to a non-root container never reach
+its process (Kubernetes sets no ambient capabilities, kubernetes/kubernetes#56374), so DeepEP's
+IPC_LOCK and SYS_RAWIO need an explicit root opt-in. A YAML list of messages. */}}
+{{- define "appliance.engine.fabricMessages" -}}
+{{- $messages := list -}}
+{{- $e := .Values.engine -}}
+{{- $rdma := $e.rdma -}}
+{{- $root := include "appliance.engine.runsAsRoot" . -}}
+{{- if include "appliance.engine.deepep" . -}}
+{{- if not $rdma.enabled -}}
+{{- $messages = append $messages "engine.rdma.enabled: the engine args use DeepEP (--all2all-backend deepep_*), whose inter-node kernels run on NVSHMEM over InfiniBand/RoCE: attach the fabric (engine.rdma.enabled, resourceName, networks) or re-plan without --fabric rdma" -}}
+{{- end -}}
+{{- if not $rdma.runAsRoot -}}
+{{- $messages = append $messages "engine.rdma.runAsRoot: DeepEP (--all2all-backend deepep_*) needs IPC_LOCK and SYS_RAWIO, which take effect only for a root process (Kubernetes grants a non-root UID no added capabilities): set engine.rdma.runAsRoot: true to run the engine as UID 0, or re-plan without wide EP (docs/helm.md)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $rdma.runAsRoot (not $rdma.enabled) -}}
+{{- $messages = append $messages "engine.rdma.runAsRoot: only with engine.rdma.enabled (the engine runs as root for the RDMA fabric alone)" -}}
+{{- end -}}
+{{- if and $e.capabilitiesAdd (not $root) -}}
+{{- $messages = append $messages (printf "engine.capabilitiesAdd: %s has no effect on the non-root engine (Kubernetes sets no ambient capabilities, and the image's python3 carries no file capabilities): remove it, or set engine.rdma.enabled and engine.rdma.runAsRoot: true" (join ", " $e.capabilitiesAdd)) -}}
+{{- end -}}
+{{- $ifaces := include "appliance.engine.networkInterfaces" . | trim | splitList "\n" | compact -}}
+{{- $fields := dict "engine.nccl.socketIfname" (toString $e.nccl.socketIfname) "engine.rdma.nvshmem.bootstrapIfname" (toString $rdma.nvshmem.bootstrapIfname) -}}
+{{- range $field := keys $fields | sortAlpha -}}
+{{- range $entry := splitList "," (get $fields $field) -}}
+{{- $name := trimPrefix "=" (trim $entry) -}}
+{{- if and $name (not (hasPrefix "^" $name)) (not (hasPrefix "eth" $name)) (not (hasPrefix "lo" $name)) -}}
+{{- $attached := false -}}
+{{- range $ifaces }}{{ if hasPrefix $name . }}{{ $attached = true }}{{ end }}{{ end -}}
+{{- if not $attached -}}
+{{- $messages = append $messages (printf "%s: %s is no interface of the engine pods (eth0 is the pod network's): attach it with engine.rdma.networks (a Multus NetworkAttachmentDefinition; its interfaces are net1, net2 ... unless named) or use eth0" $field $name) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

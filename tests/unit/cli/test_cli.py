@@ -349,7 +349,7 @@ def test_engine_command_never_prints_the_secret(
     assert "VLLM_API_KEY='<shared secret>'" in result.output.splitlines()
     assert "HF_HUB_OFFLINE=1" in result.output.splitlines()
     argv_line = result.output.strip().splitlines()[-1]
-    assert "vllm.entrypoints.openai.api_server" in argv_line
+    assert "-m appliance.engine.vllm_cli serve" in argv_line
     assert "--dtype float32" in argv_line
     assert "--api-key" not in argv_line
     # Printing a command must not generate secrets as a side effect.

@@ -58,14 +58,16 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- argv -----------------------------------------------------------------------------
 
 
-def test_argv_runs_the_openai_server_module_with_the_given_python() -> None:
+def test_argv_runs_vllm_serve_through_the_launcher_with_the_given_python() -> None:
     argv = _spec().argv()
-    assert argv[:3] == ["/opt/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert argv[:5] == [
+        "/opt/venv/bin/python", "-m", "appliance.engine.vllm_cli", "serve", "/models/smollm2"
+    ]  # fmt: skip
 
 
 def test_argv_carries_model_name_port_dtype_and_length() -> None:
     argv = _spec(dtype="float32", max_model_len=4096, host="0.0.0.0").argv()
-    assert _flag(argv, "--model") == "/models/smollm2"
+    assert "--model" not in argv  # the serve CLI takes the model as its first argument
     assert _flag(argv, "--served-model-name") == "smollm2-135m-instruct"
     assert _flag(argv, "--host") == "0.0.0.0"
     assert _flag(argv, "--port") == "8123"
@@ -113,6 +115,23 @@ def test_environment_is_offline_and_carries_the_api_key(device: str) -> None:
         assert env[name] == "1", name
     assert OFFLINE_ENV.items() <= env.items()
     assert env["VLLM_API_KEY"] == API_KEY
+
+
+def test_one_node_keeps_vllm_host_ip_on_loopback_unless_given() -> None:
+    # Unset, vLLM connect()s a UDP socket towards 8.8.8.8 to learn its own address.
+    assert _spec().environment({}, cpu_count=2)["VLLM_HOST_IP"] == "127.0.0.1"
+    given = _spec().environment({"VLLM_HOST_IP": "10.1.2.3"}, cpu_count=2)
+    assert given["VLLM_HOST_IP"] == "10.1.2.3"
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [("--nnodes", "2", "--node-rank", "0"), ("--headless",), ("--data-parallel-address", "h")],
+)
+def test_a_node_of_several_is_not_pinned_to_loopback(flags: tuple[str, ...]) -> None:
+    spec = _spec(device="gpu", extra_args=flags)
+    assert spec.spans_nodes
+    assert "VLLM_HOST_IP" not in spec.environment({}, cpu_count=2)
 
 
 def test_environment_overrides_an_online_base_and_keeps_the_rest() -> None:
@@ -276,7 +295,7 @@ def test_spec_from_settings_makes_a_relative_model_dir_absolute(
     spec = spec_from_settings(Settings(data_dir=Path(".data")), api_key=API_KEY)
     assert spec.model_dir.is_absolute()
     assert spec.model_dir == tmp_path.resolve() / ".data" / "models" / "smollm2-135m-instruct"
-    assert _flag(spec.argv(), "--model") == str(spec.model_dir)
+    assert spec.argv()[4] == str(spec.model_dir)  # `serve MODEL_DIR`
 
 
 @pytest.mark.usefixtures("clean_env")

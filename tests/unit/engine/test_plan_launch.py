@@ -31,18 +31,21 @@ def _flag(argv: list[str], name: str) -> str:
     return argv[argv.index(name) + 1]
 
 
-def test_head_on_h200_is_the_api_server_with_the_recipe_flags() -> None:
+def test_head_on_h200_is_vllm_serve_with_the_recipe_flags() -> None:
     plan = _plan("deepseek-v3", "h200", 8)
     spec = launch_spec_from_plan(plan, role="head", model_dir=MODEL_DIR, api_key="k", port=8100,
                                  python="/py")  # fmt: skip
     argv = spec.argv()
-    assert argv[:3] == ["/py", "-m", "vllm.entrypoints.openai.api_server"]
+    assert argv[:5] == ["/py", "-m", "appliance.engine.vllm_cli", "serve", "/models/m"]
+    assert "--model" not in argv and "--headless" not in argv
     assert _flag(argv, "--tensor-parallel-size") == "8"
     assert _flag(argv, "--gpu-memory-utilization") == "0.9"
     assert _flag(argv, "--max-model-len") == "163840"
     assert "--enable-expert-parallel" in argv and "--trust-remote-code" not in argv
     env = spec.environment({}, cpu_count=8)
-    assert env["VLLM_USE_FLASHINFER_MOE_FP8"] == "1" and env["HF_HUB_OFFLINE"] == "1"
+    # vLLM 0.32 chooses the FP8 MoE kernel by flag (VLLM_USE_FLASHINFER_MOE_FP8 is gone).
+    assert _flag(argv, "--moe-backend") == "flashinfer_cutlass"
+    assert "VLLM_USE_FLASHINFER_MOE_FP8" not in env and env["HF_HUB_OFFLINE"] == "1"
     assert env["VLLM_API_KEY"] == "k" and "k" not in argv
 
 
@@ -52,7 +55,7 @@ def test_worker_runs_headless_through_vllm_serve() -> None:
                                  port=8100, master_addr="10.0.0.7", python="/py")  # fmt: skip
     assert isinstance(spec, HeadlessLaunchSpec)
     argv = spec.argv()
-    assert argv[:4] == ["/py", "-m", "vllm.entrypoints.cli.main", "serve"]
+    assert argv[:5] == ["/py", "-m", "appliance.engine.vllm_cli", "serve", "/models/m"]
     assert _flag(argv, "--master-addr") == "10.0.0.7"
     assert _flag(argv, "--node-rank") == "1"
     assert argv[-1] == "--headless"
@@ -106,3 +109,13 @@ def test_tls_applies_to_the_head_only() -> None:
     # A headless worker serves no HTTP: no certificate flags.
     assert isinstance(worker, HeadlessLaunchSpec)
     assert not [arg for arg in worker.argv() if arg.startswith("--ssl")]
+
+
+def test_a_chat_template_missing_on_this_host_comes_from_the_package() -> None:
+    plan = _plan("deepseek-v3", "h200", 8)
+    spec = launch_spec_from_plan(plan, role="head", model_dir=MODEL_DIR, api_key="k", port=1)
+    template = Path(_flag(spec.argv(), "--chat-template"))
+    if Path("/etc/appliance/chat-templates", template.name).is_file():
+        pytest.skip("this host has the deployed templates")
+    assert template.is_file() and template.name == "tool_chat_template_deepseekv3.jinja"
+    assert "tool" in template.read_text(encoding="utf-8")

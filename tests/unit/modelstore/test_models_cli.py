@@ -80,13 +80,13 @@ def test_engine_args_from_a_plan(tmp_path: Path) -> None:
     head = runner.invoke(app, ["engine", "args", "--plan", str(plan_file), "--role", "head",
                                "--master-addr", "10.9.8.7"])  # fmt: skip
     assert head.exit_code == 0, head.output
-    assert "vllm.entrypoints.openai.api_server" in head.stdout
+    assert "appliance.engine.vllm_cli serve" in head.stdout and "--headless" not in head.stdout
     assert "--master-addr 10.9.8.7" in head.stdout
     assert "VLLM_API_KEY='<shared secret>'" in head.stdout
     worker = runner.invoke(app, ["engine", "args", "--plan", str(plan_file), "--role", "worker",
                                  "--master-addr", "10.9.8.7"])  # fmt: skip
     assert worker.exit_code == 0
-    assert "vllm.entrypoints.cli.main serve" in worker.stdout and "--headless" in worker.stdout
+    assert "appliance.engine.vllm_cli serve" in worker.stdout and "--headless" in worker.stdout
     bad = runner.invoke(app, ["engine", "args", "--plan", str(plan_file), "--role", "boss"])
     assert "--role must be head or worker" in str(bad.exception)
     missing = runner.invoke(app, ["engine", "args", "--plan", str(plan_file)])

@@ -65,7 +65,8 @@ def test_two_h100_nodes_tp16_when_preferred_layout_is_forced(deepseek_v3: ModelP
 
 
 def test_wide_ep_across_nodes_on_h200(deepseek_v3: ModelProfile) -> None:
-    plan = _plan(deepseek_v3, PlanRequest("deepseek-v3", "h200", 8, nodes=2, goal="throughput"))
+    request = PlanRequest("deepseek-v3", "h200", 8, nodes=2, goal="throughput", fabric="rdma")
+    plan = _plan(deepseek_v3, request)
     assert plan.layout.describe() == "DP16 + EP16"
     head, worker = plan.commands
     assert "--data-parallel-size-local" in head.extra_args

@@ -74,3 +74,52 @@ def test_forced_layout_flags() -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["summary"]["layout"] == "TP16"
+
+
+# --- --fabric: DeepEP (wide EP) only over a declared RDMA fabric ------------------------
+
+_TWO_H200 = ["plan", "-m", "deepseek-v3", "--gpu", "h200", "--nodes", "2"]
+
+
+def test_fabric_rdma_plans_wide_ep_and_enables_the_charts_rdma() -> None:
+    result = runner.invoke(app, [*_TWO_H200, "--goal", "throughput", "--fabric", "rdma",
+                                 "-f", "helm-values"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    engine = yaml.safe_load(result.stdout)["engine"]
+    assert engine["rdma"] == {"enabled": True}
+    for role in ("leader", "worker"):
+        args = engine[role]["args"]
+        assert args[args.index("--all2all-backend") + 1] == "deepep_low_latency"
+    assert "engine.rdma.runAsRoot: true" in result.stdout  # the header says what the chart needs
+
+
+def test_without_a_fabric_throughput_falls_back_to_tp_pp() -> None:
+    result = runner.invoke(app, [*_TWO_H200, "--goal", "throughput", "-f", "helm-values"])
+    assert result.exit_code == 0, result.output
+    engine = yaml.safe_load(result.stdout)["engine"]
+    assert engine["parallelism"]["pipeline"] == 2 and "rdma" not in engine
+    assert "deepep" not in result.stdout
+
+
+def test_fabric_rdma_without_wide_ep_still_attaches_the_fabric() -> None:
+    # TP8 x PP2: NCCL between the nodes uses the fabric; no DeepEP, so no root needed
+    result = runner.invoke(app, [*_TWO_H200, "--fabric", "rdma", "-f", "helm-values"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout)["engine"]["rdma"] == {"enabled": True}
+    assert "deepep" not in result.stdout and "runAsRoot" not in result.stdout
+
+
+def test_forced_wide_ep_without_a_fabric_is_refused_naming_the_fix() -> None:
+    result = runner.invoke(app, [*_TWO_H200, "--dp", "16", "--ep"], terminal_width=400)
+    assert result.exit_code == 2
+    assert "does not fit" in result.output and "DeepEP" in result.output
+    assert "declare it with --fabric rdma" in result.output
+    assert "would fit: 2 nodes x 8 x h200 (DP16 + EP16" in result.output
+    as_json = runner.invoke(app, [*_TWO_H200, "--dp", "16", "--ep", "-f", "json"])
+    data = json.loads(as_json.stdout)
+    assert data["fits"] is False and "--fabric rdma" in data["reason"]
+
+
+def test_unknown_fabric_is_a_usage_error() -> None:
+    result = runner.invoke(app, [*_TWO_H200, "--fabric", "ethernet"])
+    assert result.exit_code == 2 and "ethernet" in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -30,6 +31,8 @@ from appliance.planner import (
 )
 from appliance.planner.commands import core_args
 from appliance.planner.memory import Layout
+from appliance.planner.profiles import ENGINE_CHAT_TEMPLATE_DIR, read_chat_template
+from appliance.planner.report import chat_templates
 
 
 def _plan(profile: ModelProfile, **kwargs: object) -> Plan:
@@ -46,7 +49,7 @@ def test_json_round_trip(deepseek_v3: ModelProfile) -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(
-    gpu=st.sampled_from(["h200", "b200", "mi300x", "h100"]),
+    gpu=st.sampled_from(["h200", "b200", "h20", "h100"]),
     nodes=st.sampled_from([1, 2]),
     goal=st.sampled_from(["latency", "throughput"]),
     kv=st.sampled_from(["auto", "fp8"]),
@@ -130,3 +133,52 @@ def test_table_mentions_the_numbers(deepseek_v3: ModelProfile) -> None:
     text = console.export_text()
     assert "TP8 + EP8" in text and "KV tokens" in text and "max concurrency" in text
     assert "vllm serve /models/deepseek-v3" in text
+
+
+def test_helm_values_carry_the_chat_template_the_args_name(
+    profiles: dict[str, ModelProfile],
+) -> None:
+    plan = _plan(profiles["deepseek-r1"], gpu="h200", gpus_per_node=8)
+    text = render_helm_values(plan, "/models/deepseek-r1")
+    values = yaml.safe_load(text)["engine"]
+    args = values["leader"]["args"]
+    path = args[args.index("--chat-template") + 1]
+    directory, _, name = path.rpartition("/")
+    assert directory == ENGINE_CHAT_TEMPLATE_DIR
+    assert values["chatTemplates"] == {name: read_chat_template(name)}
+    # Readable in the values file: a literal block, the special tokens as they are.
+    assert f"  {name}: |\n" in text and "<\uff5ctool\u2581calls\u2581begin\uff5c>" in text
+
+
+def test_ansible_vars_carry_the_chat_template_raw(profiles: dict[str, ModelProfile]) -> None:
+    plan = _plan(profiles["deepseek-v3"], gpu="h100", gpus_per_node=8, nodes=2)
+    data = yaml.safe_load(render_ansible_vars(plan, "/srv/models/deepseek-v3"))
+    name = "tool_chat_template_deepseekv3.jinja"
+    # Ansible renders the Jinja of a variable it reads: the role gets the text verbatim.
+    assert data["appliance_engine_chat_templates"] == {
+        name: "{% raw %}" + read_chat_template(name) + "{% endraw %}"
+    }
+    for args in data["appliance_engine_node_args"].values():
+        assert args[args.index("--chat-template") + 1] == f"{ENGINE_CHAT_TEMPLATE_DIR}/{name}"
+
+
+def test_plans_without_a_template_carry_none(profiles: dict[str, ModelProfile]) -> None:
+    plan = _plan(profiles["deepseek-r1-distill-qwen-7b"], gpu="h100", gpus_per_node=1)
+    assert chat_templates(plan) == {}
+    assert "chatTemplates" not in yaml.safe_load(render_helm_values(plan, "/m"))["engine"]
+    data = yaml.safe_load(render_ansible_vars(plan, "/m"))
+    assert data["appliance_engine_chat_templates"] == {}
+
+
+def test_a_template_outside_the_deploy_directory_is_refused(
+    profiles: dict[str, ModelProfile],
+) -> None:
+    plan = _plan(profiles["deepseek-v3"], gpu="h200", gpus_per_node=8)
+    head = plan.commands[0]
+    args = tuple(
+        "/opt/elsewhere/t.jinja" if a.startswith(ENGINE_CHAT_TEMPLATE_DIR) else a
+        for a in head.extra_args
+    )
+    moved = replace(plan, commands=(replace(head, extra_args=args),))
+    with pytest.raises(ConfigurationError, match="re-run the planner"):
+        chat_templates(moved)

@@ -17,10 +17,13 @@ from appliance.planner.profiles import (
     load_profiles,
     profile_from_data,
     profile_schema,
+    read_chat_template,
 )
 
 ISSUE_MODELS = {
     "deepseek-v3",
+    "deepseek-v3-0324-fp4",
+    "deepseek-r1-fp4",
     "deepseek-v3-0324",
     "deepseek-r1",
     "deepseek-r1-0528",
@@ -97,15 +100,53 @@ def test_every_profile_has_license_and_served_name(profiles: dict[str, ModelProf
         (lambda d: d["weights"].update(dtype="int3"), "weights.dtype"),
         (lambda d: d.update(manifest=[{"name": "a", "size": 1, "sha256": "xyz"}]), "sha256"),
         (lambda d: d["moe"].update(moe_layers=99), "moe_layers exceeds"),
+        (lambda d: d["weights"].update(dtype="nvfp4", bytes=None), "nvfp4 weights have no"),
+        (lambda d: d["vllm"].update(chat_template="../../etc/passwd"), "chat_template"),
+        (lambda d: d["vllm"].update(chat_template="template.txt"), "chat_template"),
     ],
     ids=["no-license", "bad-attention", "mla-without-rank", "extra-key", "bad-dtype",
-         "bad-sha", "moe-layers"],
+         "bad-sha", "moe-layers", "fp4-unsized", "template-path", "template-suffix"],
 )  # fmt: skip
 def test_schema_rejects_broken_profiles(mutate: Any, message: str) -> None:
     data = _raw("deepseek-v3")
     mutate(data)
     with pytest.raises(ConfigurationError, match=message):
         profile_from_data(data, source="broken.yaml")
+
+
+def test_fp4_profiles_are_derived_from_the_fp8_numbers(profiles: dict[str, ModelProfile]) -> None:
+    """NVFP4: 0.5625 B per routed-expert parameter (4-bit values, an FP8 scale per 16)."""
+    fp8 = profiles["deepseek-r1"]
+    for name, source in [("deepseek-r1-fp4", "nvidia/DeepSeek-R1-FP4"),
+                         ("deepseek-v3-0324-fp4", "nvidia/DeepSeek-V3-0324-FP4")]:  # fmt: skip
+        fp4 = profiles[name]
+        assert (fp4.weight_dtype, fp4.source) == ("nvfp4", source)
+        assert fp4.attention == fp8.attention and fp4.moe == fp8.moe
+        assert fp4.expert_weight_bytes == pytest.approx(653.9e9 * 0.5625, rel=0.001)
+        # Non-expert weights: attention kept in BF16 (the larger of the two readings).
+        assert fp4.dense_weight_bytes == pytest.approx(28.9e9, rel=0.01)
+        assert fp4.weight_bytes / 2**30 == pytest.approx(369.4, rel=0.01)
+        assert fp4.served_model_name != fp8.served_model_name
+
+
+def test_a_profile_names_a_template_that_exists(tmp_path: Path) -> None:
+    data = _raw("deepseek-v3")
+    path = tmp_path / "deepseek-v3.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigurationError, match=r"tool_chat_template_deepseekv3\.jinja"):
+        load_profile(path)
+    (tmp_path / "chat_templates").mkdir()
+    (tmp_path / "chat_templates" / "tool_chat_template_deepseekv3.jinja").write_text("{{ x }}")
+    assert load_profile(path).chat_template == "tool_chat_template_deepseekv3.jinja"
+    assert read_chat_template("tool_chat_template_deepseekv3.jinja", tmp_path) == "{{ x }}"
+
+
+def test_read_chat_template_refuses_paths_and_missing_files(tmp_path: Path) -> None:
+    assert "tool" in read_chat_template("tool_chat_template_deepseekr1.jinja")
+    with pytest.raises(ConfigurationError, match="not a chat template file name"):
+        read_chat_template("../deepseek-v3.yaml")
+    with pytest.raises(ConfigurationError, match="cannot read chat template"):
+        read_chat_template("missing.jinja", tmp_path)
 
 
 def test_file_name_must_match_the_name(tmp_path: Path) -> None:

@@ -6,10 +6,16 @@ appliance.engine.podTemplate (dict "root" $ "role" "leader"|"worker" "spec" .Val
 {{- $root := .root -}}
 {{- $e := $root.Values.engine -}}
 {{- $leader := eq .role "leader" -}}
+{{- $rootUser := include "appliance.engine.runsAsRoot" $root -}}
 metadata:
   labels:
     {{- include "appliance.labels" (dict "root" $root "component" "engine") | nindent 4 }}
     appliance/engine-role: {{ .role }}
+  {{- with $e.rdma.networks }}
+  annotations:
+    # Multus: the secondary networks (RDMA fabric, private NCCL network) of this pod.
+    k8s.v1.cni.cncf.io/networks: {{ toJson . | quote }}
+  {{- end }}
 spec:
   {{- include "appliance.imagePullSecrets" $root | nindent 2 }}
   automountServiceAccountToken: false
@@ -18,8 +24,23 @@ spec:
   {{- with $e.priorityClassName }}
   priorityClassName: {{ . }}
   {{- end }}
+  {{- with $e.runtimeClassName }}
+  runtimeClassName: {{ . }}
+  {{- end }}
+  {{- with $e.schedulerName }}
+  schedulerName: {{ . }}
+  {{- end }}
   securityContext:
+    {{- if $rootUser }}
+    # engine.rdma.runAsRoot: DeepEP's capabilities take effect only for UID 0 (docs/helm.md).
+    runAsNonRoot: false
+    runAsUser: 0
+    runAsGroup: 0
+    seccompProfile:
+      type: RuntimeDefault
+    {{- else }}
     {{- include "appliance.podSecurityContext" (dict "runAsUser" $e.runAsUser) | nindent 4 }}
+    {{- end }}
   {{- with $e.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -47,6 +68,14 @@ spec:
         {{- with $e.nccl.ibHca }}{{ $_ := set $env "NCCL_IB_HCA" . }}{{ end -}}
         {{- with $e.nccl.ibGidIndex }}{{ $_ := set $env "NCCL_IB_GID_INDEX" (toString .) }}{{ end -}}
         {{- with $e.nccl.debug }}{{ $_ := set $env "NCCL_DEBUG" . }}{{ end -}}
+        {{- if $e.rdma.enabled -}}
+        {{- with $e.rdma.nvshmem -}}
+        {{- if .ibgda }}{{ $_ := set $env "NVSHMEM_IB_ENABLE_IBGDA" "1" }}{{ end -}}
+        {{- with .remoteTransport }}{{ $_ := set $env "NVSHMEM_REMOTE_TRANSPORT" . }}{{ end -}}
+        {{- with .hcaPrefix }}{{ $_ := set $env "NVSHMEM_HCA_PREFIX" . }}{{ end -}}
+        {{- with (.bootstrapIfname | default $e.nccl.socketIfname) }}{{ $_ := set $env "NVSHMEM_BOOTSTRAP_UID_SOCK_IFNAME" . }}{{ end -}}
+        {{- end -}}
+        {{- end -}}
         {{- range $k, $v := $e.nccl.extraEnv }}{{ $_ := set $env $k (toString $v) }}{{ end -}}
         {{- range $k, $v := (.spec.env | default dict) }}{{ $_ := set $env $k (toString $v) }}{{ end -}}
         {{- /* No egress, no telemetry: always, whatever the values say. */ -}}
@@ -69,7 +98,10 @@ spec:
         {{- $_ := set $env "CUDA_CACHE_PATH" (printf "%s/cuda" $compile) -}}
         {{- $_ := set $env "FLASHINFER_WORKSPACE_BASE" $compile -}}
         {{- $multinode := include "appliance.engine.multinode" $root -}}
-        {{- if $multinode }}{{ $_ := unset $env "VLLM_HOST_IP" }}{{ end -}}
+        {{- /* One node: all ranks talk over loopback. Unset, vLLM finds its address by
+               routing a UDP socket towards 8.8.8.8 (no packet, but a connect() to an
+               outside address that an egress audit flags). */ -}}
+        {{- if $multinode }}{{ $_ := unset $env "VLLM_HOST_IP" }}{{ else if not (hasKey $env "VLLM_HOST_IP") }}{{ $_ := set $env "VLLM_HOST_IP" "127.0.0.1" }}{{ end -}}
         {{- range $k := keys $env | sortAlpha }}
         - name: {{ $k }}
           value: {{ get $env $k | quote }}
@@ -122,12 +154,29 @@ spec:
         {{- $res := deepCopy ($e.resources | default dict) -}}
         {{- $limits := $res.limits | default dict -}}
         {{- $requests := $res.requests | default dict -}}
-        {{- range $k, $v := $limits }}{{ if hasSuffix "/gpu" $k }}{{ $_ := set $requests $k $v }}{{ end }}{{ end -}}
+        {{- if $e.rdma.enabled }}{{ $_ := set $limits $e.rdma.resourceName (int $e.rdma.count) }}{{ end -}}
+        {{- range $k, $v := $limits }}{{ if or (hasSuffix "/gpu" $k) (and $e.rdma.enabled (eq $k $e.rdma.resourceName)) }}{{ $_ := set $requests $k $v }}{{ end }}{{ end -}}
         {{- $_ := set $res "limits" $limits -}}
         {{- $_ := set $res "requests" $requests -}}
         {{- toYaml $res | nindent 8 }}
       securityContext:
+        {{- if $rootUser }}
+        runAsNonRoot: false
+        runAsUser: 0
+        runAsGroup: 0
+        allowPrivilegeEscalation: false
+        privileged: false
+        readOnlyRootFilesystem: {{ $e.readOnlyRootFilesystem }}
+        capabilities:
+          drop: ["ALL"]
+          {{- with concat ($e.rdma.capabilities | default list) ($e.capabilitiesAdd | default list) | uniq }}
+          add: {{ toJson . }}
+          {{- end }}
+        seccompProfile:
+          type: RuntimeDefault
+        {{- else }}
         {{- include "appliance.containerSecurityContext" (dict "runAsUser" $e.runAsUser "readOnlyRootFilesystem" $e.readOnlyRootFilesystem "add" $e.capabilitiesAdd) | nindent 8 }}
+        {{- end }}
       volumeMounts:
         - name: weights
           mountPath: {{ $e.weights.mountPath }}
@@ -138,6 +187,11 @@ spec:
           mountPath: /var/cache/vllm
         - name: tmp
           mountPath: /tmp
+        {{- if $e.chatTemplates }}
+        - name: chat-templates
+          mountPath: {{ include "appliance.engine.chatTemplateDir" $root }}
+          readOnly: true
+        {{- end }}
         {{- if $e.compileCache.enabled }}
         - name: compile-cache
           mountPath: {{ include "appliance.engine.compileCacheDir" $root }}
@@ -168,6 +222,13 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 1Gi
+    {{- if $e.chatTemplates }}
+    - name: chat-templates
+      configMap:
+        # Named after its content (chat-template-configmap.yaml): new templates roll the pods.
+        name: {{ include "appliance.engine.chatTemplates.fullname" $root }}
+        defaultMode: 0444
+    {{- end }}
     {{- with $e.compileCache }}
     {{- if .enabled }}
     - name: compile-cache
@@ -194,4 +255,19 @@ spec:
           - { key: tls.key, path: tls.key }
           - { key: ca.crt, path: ca.crt }
     {{- end }}
+{{- end -}}
+
+
+{{/* "true" when the engine runs as UID 0: engine.rdma.runAsRoot, with the fabric enabled
+(validateValues refuses runAsRoot alone). */}}
+{{- define "appliance.engine.runsAsRoot" -}}
+{{- with .Values.engine.rdma }}{{ if and .enabled .runAsRoot }}true{{ end }}{{ end -}}
+{{- end -}}
+
+{{/* The interfaces Multus adds to an engine pod, one per line: each network's
+`interface`, else Multus's default name (net1, net2 ... in order). */}}
+{{- define "appliance.engine.networkInterfaces" -}}
+{{- range $i, $n := .Values.engine.rdma.networks }}
+{{ $n.interface | default (printf "net%d" (add1 $i)) }}
+{{- end -}}
 {{- end -}}
