@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Standalone verifier for an audit evidence bundle exported by `appliance audit export`.
+"""Standalone verifier for an audit evidence bundle exported by `appliance audit export`,
+and for a consistency proof from `GET /audit/consistency` or `appliance audit prove
+--consistency N M`.
 
 Needs only Python 3.9+ and the `cryptography` package; it imports nothing from the
 appliance. Run it next to the unpacked bundle, or on the .zip itself:
 
     python verify_bundle.py bundle.zip
     python verify_bundle.py bundle.zip --key "<name>+<key id>+<base64 key>"
+    python verify_bundle.py consistency proof.json --key log.pub [--old A.txt] [--new B.txt]
 
 Pass --key with the public key you obtained independently (not the copy in the
-bundle) to rule out a bundle signed by someone else. Exit status 0: every check
-passed; 1: a check failed (the message names it).
+bundle), as text or as a file holding it, to rule out a bundle signed by someone else.
+Exit status 0: every check passed; 1: a check failed (the message names it).
 
 Checks, citing the specifications:
 1. the public key parses as a signed-note Ed25519 verifier key (C2SP signed-note);
@@ -20,6 +23,15 @@ Checks, citing the specifications:
 4. every included ciphertext envelope hashes to the digest its leaf names;
 5. every earlier checkpoint is signed by the same key and is consistent with the
    final one (RFC 9162 §2.1.4.2): the log only ever grew.
+
+Checks of a consistency proof (`consistency`):
+1. the public key parses (C2SP signed-note);
+2. the new and the old checkpoint (from --new / --old, a monitor's own copies, else
+   the ones in the proof file) carry valid signatures by that key, name one origin,
+   and state the sizes and roots the proof is for (C2SP tlog-checkpoint); a tree of
+   size 0 needs no checkpoint;
+3. the proof leads from the old root to the new root (RFC 9162 §2.1.4.2): the log at
+   the new size extends the log at the old size.
 """
 
 from __future__ import annotations
@@ -123,14 +135,20 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: list[bytes], roo
 def verify_consistency(
     old: int, new: int, old_root: bytes, new_root: bytes, proof: list[bytes]
 ) -> None:
-    """RFC 9162 §2.1.4.2."""
+    """RFC 9162 §2.1.4.2 (as appliance/audit/merkle.py's verify_consistency)."""
+    if any(len(h) != 32 for h in proof):
+        raise BundleError("a consistency proof hash is not 32 bytes")
     if old > new:
         raise BundleError("tree size went back")
     if old == new:
-        if proof or not hmac.compare_digest(old_root, new_root):
+        if proof:
+            raise BundleError("consistency proof between equal sizes must be empty")
+        if not hmac.compare_digest(old_root, new_root):
             raise BundleError("two roots for one tree size")
         return
     if old == 0:
+        if proof:
+            raise BundleError("consistency proof from the empty tree must be empty")
         return
     if not proof:
         raise BundleError("empty consistency proof")
@@ -155,8 +173,12 @@ def verify_consistency(
             sr = _node(sr, c)
         fn >>= 1
         sn >>= 1
-    if sn != 0 or not hmac.compare_digest(fr, old_root) or not hmac.compare_digest(sr, new_root):
-        raise BundleError("consistency proof does not match the two checkpoints")
+    if sn != 0:
+        raise BundleError("consistency proof has too few hashes")
+    if not hmac.compare_digest(fr, old_root):
+        raise BundleError("consistency proof does not lead to the old checkpoint's root")
+    if not hmac.compare_digest(sr, new_root):
+        raise BundleError("consistency proof does not lead to the new checkpoint's root")
 
 
 def _files(path: Path) -> dict[str, bytes]:
@@ -211,18 +233,121 @@ def verify_bundle(path: Path, key_text: str | None = None) -> dict[str, Any]:
         old_origin, old_size, old_root = open_checkpoint(item["note"], key)
         if old_origin != origin:
             raise BundleError("an earlier checkpoint names another log")
-        verify_consistency(old_size, size, old_root, root, [_b64(h) for h in item["proof"]])
+        try:
+            verify_consistency(old_size, size, old_root, root, [_b64(h) for h in item["proof"]])
+        except BundleError as exc:
+            raise BundleError(f"checkpoint at size {old_size}: {exc}") from exc
         earlier += 1
     return {"origin": origin, "tree_size": size, "records": records, "checkpoints": earlier + 1}
 
 
+_EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 6962 §2.1: the root of no leaves
+
+
+def _side(
+    document: dict[str, Any], which: str, note: str | None, key: tuple[str, bytes, Ed25519PublicKey]
+) -> tuple[str | None, int, bytes]:
+    """(origin, size, root) of the old or new tree, from its signed checkpoint."""
+    size = document[f"{which}_size"]
+    stated = _b64(document[f"{which}_root_hash"])
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise BundleError(f"{which}_size is not a tree size")
+    note = note if note is not None else document.get(f"{which}_checkpoint")
+    if note is None:
+        if size == 0:
+            if not hmac.compare_digest(stated, _EMPTY_ROOT):
+                raise BundleError("the root of the empty tree is not SHA-256 of nothing")
+            return None, 0, stated
+        flag = "--old" if which == "old" else "--new"
+        raise BundleError(
+            f"no signed checkpoint for the {which} tree (size {size}): pass {flag} FILE"
+        )
+    try:
+        origin, signed_size, root = open_checkpoint(note, key)
+    except BundleError as exc:
+        raise BundleError(f"{which} checkpoint: {exc}") from exc
+    if signed_size != size:
+        raise BundleError(
+            f"the {which} checkpoint is for tree size {signed_size}, the proof for {size}"
+        )
+    if not hmac.compare_digest(root, stated):
+        raise BundleError(f"the {which} root in the proof is not the {which} checkpoint's root")
+    return origin, size, root
+
+
+def verify_consistency_file(
+    path: Path, key_text: str, old_note: str | None = None, new_note: str | None = None
+) -> dict[str, Any]:
+    """Check a consistency proof file against two signed checkpoints."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    # 1.
+    key = parse_key(key_text)
+    # 2.
+    new_origin, new_size, new_root = _side(document, "new", new_note, key)
+    old_origin, old_size, old_root = _side(document, "old", old_note, key)
+    if old_origin is not None and old_origin != new_origin:
+        raise BundleError(
+            f"the old checkpoint names log {old_origin!r}, the new one {new_origin!r}"
+        )
+    # 3.
+    proof = [_b64(h) for h in document["consistency_proof"]]
+    try:
+        verify_consistency(old_size, new_size, old_root, new_root, proof)
+    except BundleError as exc:
+        raise BundleError(f"tree size {old_size} to {new_size}: {exc}") from exc
+    # Only the empty tree has no checkpoint; its "log" is the file's word for it.
+    origin = new_origin if new_origin is not None else str(document.get("origin"))
+    return {"origin": origin, "old_size": old_size, "new_size": new_size}
+
+
+def _key_text(value: str | None) -> str | None:
+    """A key given as text, or as the path of a file holding it."""
+    if value is not None and Path(value).is_file():
+        return Path(value).read_text(encoding="ascii")
+    return value
+
+
+def _read(path: Path | None) -> str | None:
+    return path.read_text(encoding="utf-8") if path is not None else None
+
+
+def main_consistency(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="verify_bundle.py consistency",
+        description="Verify a consistency proof: the log at the new size extends the old",
+    )
+    parser.add_argument("proof", type=Path, help="JSON from GET /audit/consistency")
+    parser.add_argument("--key", required=True, help="the log's public key (text or file)")
+    parser.add_argument("--old", type=Path, help="your copy of the old checkpoint")
+    parser.add_argument("--new", type=Path, help="your copy of the new checkpoint")
+    args = parser.parse_args(argv)
+    try:
+        key_text = _key_text(args.key) or ""
+        result = verify_consistency_file(args.proof, key_text, _read(args.old), _read(args.new))
+    except (BundleError, KeyError, TypeError, ValueError, OSError) as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"OK: {result['origin']} at tree size {result['new_size']} extends tree size "
+        f"{result['old_size']}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Verify an appliance audit evidence bundle")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["consistency"]:
+        return main_consistency(argv[1:])
+    parser = argparse.ArgumentParser(
+        description="Verify an appliance audit evidence bundle",
+        epilog="Consistency proofs: verify_bundle.py consistency PROOF.json --key KEY "
+        "[--old FILE] [--new FILE]",
+    )
     parser.add_argument("bundle", type=Path, help="the .zip (or its unpacked folder)")
     parser.add_argument("--key", help="public key obtained independently (default: the bundle's)")
     args = parser.parse_args(argv)
     try:
-        result = verify_bundle(args.bundle, args.key)
+        result = verify_bundle(args.bundle, _key_text(args.key))
     except (BundleError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1

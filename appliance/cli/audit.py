@@ -32,7 +32,7 @@ from appliance.audit.export import export_bundle
 from appliance.audit.log import AuditLog
 from appliance.audit.records import AuditEvent, metadata_of
 from appliance.audit.store import SearchFilter, SqlAuditStore
-from appliance.audit.verify import verify_log
+from appliance.audit.verify import consistency_proof_for, verify_log
 from appliance.audit.wiring import audit_verifier, open_audit_log
 from appliance.cli.common import ConfigOption, console, settings_from
 from appliance.config import Settings
@@ -209,12 +209,41 @@ def show(
 
 
 @app.command("prove")
-def prove(record_id: str, config: ConfigOption = None) -> None:
-    """Print an inclusion proof (JSON) of a record against the latest checkpoint."""
+def prove(
+    record_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="RECORD_ID", help="The record to prove included", show_default=False
+        ),
+    ] = None,
+    consistency: Annotated[
+        tuple[int, int] | None,
+        typer.Option(
+            "--consistency",
+            metavar="N M",
+            help="Instead: prove that the log at size M extends the log at size N",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print a proof (JSON): that a record is included in the latest checkpoint, or with
+    --consistency N M that the tree of M records extends the tree of N (RFC 6962),
+    with the signed checkpoints at both sizes where they exist."""
+    if (record_id is None) == (consistency is None):
+        raise InvalidRequest("give a RECORD_ID or --consistency N M (one of the two)")
     with _store(config) as (settings, store):
-        document = inclusion_proof_for(
-            store, record_id, origin=settings.audit.origin, verifier=audit_verifier(settings)
-        )
+        verifier = audit_verifier(settings)
+        if consistency is not None:
+            old_size, new_size = consistency
+            document = consistency_proof_for(
+                store, old_size, new_size, origin=settings.audit.origin, verifier=verifier
+            )
+        else:
+            assert record_id is not None
+            document = inclusion_proof_for(
+                store, record_id, origin=settings.audit.origin, verifier=verifier
+            )
     typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 

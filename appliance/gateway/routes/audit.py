@@ -1,7 +1,9 @@
 """The compliance API: checkpoints for witnesses, search, proofs, audited reading.
 
-Every route needs the role ``appliance-auditor``, except ``GET /audit/checkpoint``,
-which an outside witness (role ``appliance-witness``) may also fetch to keep copies.
+Every route needs the role ``appliance-auditor``, except ``GET /audit/checkpoint`` and
+``GET /audit/consistency``, which an outside witness or monitor (role
+``appliance-witness``) may also fetch: to keep copies of checkpoints, and to check that
+each new one extends the last it kept.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pydantic import BaseModel, Field
 from appliance.audit.access import inclusion_proof_for, record_act, reveal, search_details
 from appliance.audit.records import AuditEvent, metadata_of
 from appliance.audit.store import SearchFilter, StoredEntry
+from appliance.audit.verify import consistency_proof_for
 from appliance.errors import ModelNotFound
 from appliance.gateway.audit_access import audit_log_of, request_actor
 from appliance.gateway.deps import AuditDep, ServicesDep, require_role
@@ -53,6 +56,27 @@ async def latest_checkpoint(_principal: WitnessDep, store: AuditDep) -> PlainTex
     if checkpoint is None:
         raise ModelNotFound("no checkpoint has been signed yet", code="no_checkpoint")
     return PlainTextResponse(checkpoint.note, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/consistency", summary="Consistency proof between two tree sizes")
+async def consistency_proof(
+    _principal: WitnessDep,
+    services: ServicesDep,
+    store: AuditDep,
+    old_size: Annotated[int, Query(alias="from", description="The older, smaller tree size")],
+    new_size: Annotated[
+        int | None,
+        Query(alias="to", description="The newer tree size; default: the latest checkpoint's"),
+    ] = None,
+) -> dict[str, Any]:
+    """RFC 6962 §2.1.2 proof that the tree of ``to`` records extends the tree of
+    ``from``, with both roots and the signed checkpoints at those sizes (or null)."""
+    log = audit_log_of(services)
+    return await anyio.to_thread.run_sync(
+        lambda: consistency_proof_for(
+            store, old_size, new_size, origin=log.origin, verifier=log.verifier
+        )
+    )
 
 
 @router.post("/checkpoint", response_class=PlainTextResponse, summary="Sign a checkpoint now")

@@ -11,6 +11,7 @@ import yaml
 from sqlalchemy import update
 from typer.testing import CliRunner
 
+from appliance.audit import bundle_verifier
 from appliance.audit.log import AuditLog
 from appliance.audit.wiring import open_audit_log
 from appliance.cli.main import app
@@ -143,3 +144,51 @@ def test_export_writes_a_bundle(
     result = run(runner, config, "export", "--out", str(out), "--from", "2025-03-01")
     assert result.exit_code == 0, result.output
     assert out.is_file()
+
+
+def test_prove_consistency_between_two_checkpoints(
+    runner: CliRunner, config: Path, log: AuditLog, tmp_path: Path
+) -> None:
+    assert run(runner, config, "checkpoint").exit_code == 0  # size 4
+    log.append_batch([content_record(i) for i in range(4, 7)])
+    assert run(runner, config, "checkpoint").output.startswith("appliance.local/audit\n7\n")
+
+    result = run(runner, config, "prove", "--consistency", "4", "7")
+    assert result.exit_code == 0, result.output
+    proof = json.loads(result.output)
+    assert (proof["old_size"], proof["new_size"]) == (4, 7)
+    assert proof["old_checkpoint"].startswith("appliance.local/audit\n4\n")
+    assert proof["new_checkpoint"].startswith("appliance.local/audit\n7\n")
+    # RFC 6962 §2.1.2: the old tree is the new one's left half, so one hash, MTH(D[4:7]).
+    assert len(proof["consistency_proof"]) == 1
+    # What a monitor does with it, holding only the public key.
+    (tmp_path / "proof.json").write_text(result.output)
+    (tmp_path / "log.pub").write_text(run(runner, config, "public-key").output)
+    checked = bundle_verifier.main(
+        ["consistency", str(tmp_path / "proof.json"), "--key", str(tmp_path / "log.pub")]
+    )
+    assert checked == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--consistency", "3", "2"), "larger than to"),
+        (("--consistency", "0", "99"), "the log holds 4 records"),
+        ((), "give a RECORD_ID or --consistency N M"),
+        (("some-id", "--consistency", "0", "1"), "one of the two"),
+    ],
+    ids=["backwards", "past-the-end", "neither", "both"],
+)
+def test_prove_refuses_what_cannot_be_proved(
+    runner: CliRunner, config: Path, log: AuditLog, args: tuple[str, ...], words: str
+) -> None:
+    result = run(runner, config, "prove", *args)
+    assert result.exit_code == 1 and words in str(result.exception)
+
+
+def test_prove_consistency_needs_two_integers(
+    runner: CliRunner, config: Path, log: AuditLog
+) -> None:
+    assert run(runner, config, "prove", "--consistency", "1").exit_code == 2
+    assert run(runner, config, "prove", "--consistency", "a", "2").exit_code == 2
