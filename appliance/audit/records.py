@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -18,6 +19,8 @@ from typing import Any
 
 __all__ = [
     "LEAF_VERSION",
+    "MAX_NAMES",
+    "NAME_WIDTH",
     "AuditEvent",
     "AuditRecord",
     "Outcome",
@@ -30,6 +33,7 @@ __all__ = [
     "metadata_bytes",
     "metadata_of",
     "storable",
+    "storable_names",
     "storable_text",
 ]
 
@@ -128,6 +132,27 @@ def storable_text(text: str, width: int | None = None, *, keep_nul: bool = False
     if not keep_nul and "\x00" in text:
         text = text.replace("\x00", "")
     return text if width is None else text[:width]
+
+
+# Name lists in clear-text metadata (tools offered, tool calls made): at most
+# ``MAX_NAMES`` names of at most ``NAME_WIDTH`` characters (OpenAI's own limit for a
+# function name), so a client cannot grow every record's leaf at will.
+MAX_NAMES = 32
+NAME_WIDTH = 64
+
+
+def storable_names(names: Iterable[Any]) -> list[str]:
+    """The string ``names`` as metadata holds them: normalised (:func:`storable_text`),
+    cut to ``NAME_WIDTH``, empty ones dropped, the first ``MAX_NAMES`` kept in order."""
+    kept: list[str] = []
+    for name in names:
+        if len(kept) == MAX_NAMES:
+            break
+        if isinstance(name, str):
+            clean = storable_text(name, NAME_WIDTH)
+            if clean:
+                kept.append(clean)
+    return kept
 
 
 def _storable_value(value: Any, *, keep_nul: bool) -> Any:

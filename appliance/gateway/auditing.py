@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 
 from appliance.audit.log import RecordRejected
-from appliance.audit.records import AuditEvent, AuditRecord, Outcome, storable
+from appliance.audit.records import AuditEvent, AuditRecord, Outcome, storable, storable_names
 from appliance.errors import ApplianceError, AuditUnavailable, InvalidRequest
 from appliance.gateway.context import RequestContext
 from appliance.gateway.services import GatewayServices
 
 __all__ = [
+    "Answer",
+    "AnswerStream",
     "answer_content",
+    "answer_of",
+    "answer_params",
     "answer_texts",
     "audit_record",
     "delta_texts",
     "request_content",
+    "tool_params",
     "write_audit",
 ]
 
@@ -38,11 +44,17 @@ def audit_record(
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
     content: dict[str, Any] | None = None,
+    extra_params: dict[str, Any] | None = None,
 ) -> AuditRecord:
-    """``content`` (prompt or answer) goes only into the encrypted envelope. The record
-    is normalised to what every store holds (:func:`storable`) before it reaches a
-    group-commit batch, so no caller's text can fail the records batched beside it."""
+    """``content`` (prompt or answer) goes only into the encrypted envelope;
+    ``extra_params`` (such as :func:`answer_params`) joins the request's clear-text
+    params for this record. The record is normalised to what every store holds
+    (:func:`storable`) before it reaches a group-commit batch, so no caller's text can
+    fail the records batched beside it."""
     principal = context.principal
+    params = context.params
+    if extra_params:
+        params = {**(params or {}), **extra_params}
     record = AuditRecord(
         record_id=str(uuid.uuid4()),
         recorded_at=services.clock(),
@@ -59,7 +71,7 @@ def audit_record(
         key_id=principal.key_id if principal else None,
         client_addr=request.client.host if request.client else None,
         model=context.model,
-        params=context.params,
+        params=params,
         denial_reason=denial_reason,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
@@ -86,14 +98,68 @@ async def write_audit(services: GatewayServices, record: AuditRecord) -> None:
         raise AuditUnavailable("the audit log is unavailable; the request was not served") from exc
 
 
+# -- clear-text metadata about tools and structured output -----------------------
+
+
+def _function_name(item: Any) -> Any:
+    """``item["function"]["name"]`` of a tool, named tool choice or tool call."""
+    function = item.get("function") if isinstance(item, dict) else None
+    return function.get("name") if isinstance(function, dict) else None
+
+
+def tool_params(payload: dict[str, Any]) -> dict[str, Any]:
+    """What a request says about tools and output format, for the clear-text params:
+    the names of the tools offered, the tool choice (its mode, or the forced tool's
+    name), ``parallel_tool_calls`` and the ``response_format`` type. Never a tool's
+    description or parameters, nor a schema: those stay in the sealed content."""
+    params: dict[str, Any] = {}
+    tools = payload.get("tools")
+    if isinstance(tools, list):
+        params["tools"] = storable_names(_function_name(tool) for tool in tools)
+    choice = payload.get("tool_choice")
+    mode = storable_names([choice]) if isinstance(choice, str) else []
+    if mode:
+        params["tool_choice"] = mode[0]
+    elif isinstance(choice, dict):
+        named = storable_names([_function_name(choice)])
+        params["tool_choice"] = {"function": named[0]} if named else "function"
+    if isinstance(payload.get("parallel_tool_calls"), bool):
+        params["parallel_tool_calls"] = payload["parallel_tool_calls"]
+    response_format = payload.get("response_format")
+    if isinstance(response_format, dict):
+        kind = storable_names([response_format.get("type")])
+        if kind:
+            params["response_format"] = kind[0]
+    return params
+
+
 # -- content for the encrypted envelope ---------------------------------------------
 
 
 def request_content(payload: dict[str, Any]) -> dict[str, Any]:
-    """What the caller asked: chat messages, or a completion prompt."""
+    """What the caller asked: chat messages (tool results among them), or a completion
+    prompt; with the tools offered, the tool choice and the response format if any."""
     if "messages" in payload:
-        return {"messages": payload["messages"]}
-    return {"prompt": payload.get("prompt")}
+        content = {"messages": payload["messages"]}
+    else:
+        content = {"prompt": payload.get("prompt")}
+    for key in ("tools", "tool_choice", "response_format", "structured_outputs"):
+        if key in payload:
+            content[key] = payload[key]
+    return content
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the engine answered, for the audit: the text of each choice (in index
+    order) and every tool call, each with its ``choice`` index, ``id``, ``type`` and
+    ``function`` (``name``, ``arguments``)."""
+
+    texts: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def tool_names(self) -> list[str]:
+        return storable_names(_function_name(call) for call in self.tool_calls)
 
 
 def _choice_text(choice: Any, part: str) -> tuple[int, str] | None:
@@ -109,6 +175,16 @@ def _choice_text(choice: Any, part: str) -> tuple[int, str] | None:
     return index, text
 
 
+def _choice_tool_calls(choice: Any, part: str) -> tuple[int, list[Any]] | None:
+    if not isinstance(choice, dict) or not isinstance(choice.get(part), dict):
+        return None
+    index = choice.get("index", 0)
+    calls = choice[part].get("tool_calls")
+    if not isinstance(index, int) or not isinstance(calls, list):
+        return None
+    return index, calls
+
+
 def answer_texts(answer: dict[str, Any] | None) -> list[str] | None:
     """The text of each choice of a non-streamed answer (chat or completion)."""
     if answer is None or not isinstance(answer.get("choices"), list):
@@ -121,6 +197,20 @@ def answer_texts(answer: dict[str, Any] | None) -> list[str] | None:
     return [texts[i] for i in sorted(texts)]
 
 
+def answer_of(answer: dict[str, Any] | None) -> Answer | None:
+    """A non-streamed answer's text and tool calls; None when it has no choices."""
+    texts = answer_texts(answer)
+    if answer is None or texts is None:
+        return None
+    calls: list[dict[str, Any]] = []
+    for choice in answer["choices"]:
+        found = _choice_tool_calls(choice, "message")
+        if found is not None:
+            index, made = found
+            calls.extend({"choice": index, **call} for call in made if isinstance(call, dict))
+    return Answer(texts=texts, tool_calls=calls)
+
+
 def delta_texts(chunk: dict[str, Any] | None, into: dict[int, list[str]]) -> None:
     """Add a streamed chunk's text deltas to ``into`` (choice index -> pieces)."""
     if chunk is None or not isinstance(chunk.get("choices"), list):
@@ -131,5 +221,66 @@ def delta_texts(chunk: dict[str, Any] | None, into: dict[int, list[str]]) -> Non
             into.setdefault(found[0], []).append(found[1])
 
 
-def answer_content(texts: list[str] | None) -> dict[str, Any] | None:
-    return None if texts is None else {"response": texts}
+class AnswerStream:
+    """A streamed answer put together from its chunks: text deltas joined per choice,
+    tool call deltas merged per (choice, call index) as OpenAI's clients do (``id``
+    and ``type`` taken when present, ``name`` and ``arguments`` pieces joined)."""
+
+    def __init__(self) -> None:
+        self._texts: dict[int, list[str]] = {}
+        self._calls: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def add(self, chunk: dict[str, Any] | None) -> None:
+        if chunk is None or not isinstance(chunk.get("choices"), list):
+            return
+        for choice in chunk["choices"]:
+            text = _choice_text(choice, "delta")
+            if text is not None:
+                self._texts.setdefault(text[0], []).append(text[1])
+            calls = _choice_tool_calls(choice, "delta")
+            if calls is not None:
+                for delta in calls[1]:
+                    if isinstance(delta, dict):
+                        self._merge(calls[0], delta)
+
+    def _merge(self, choice: int, delta: dict[str, Any]) -> None:
+        position = delta.get("index", 0)
+        if not isinstance(position, int):
+            return
+        call = self._calls.setdefault(
+            (choice, position),
+            {"choice": choice, "id": None, "type": "function",
+             "function": {"name": "", "arguments": ""}},
+        )  # fmt: skip
+        for key in ("id", "type"):
+            if isinstance(delta.get(key), str):
+                call[key] = delta[key]
+        function = delta.get("function")
+        if isinstance(function, dict):
+            for key in ("name", "arguments"):
+                if isinstance(function.get(key), str):
+                    call["function"][key] += function[key]
+
+    def answer(self) -> Answer:
+        return Answer(
+            texts=["".join(self._texts[i]) for i in sorted(self._texts)],
+            tool_calls=[self._calls[key] for key in sorted(self._calls)],
+        )
+
+
+def answer_content(answer: Answer | None) -> dict[str, Any] | None:
+    """The sealed content of a completion record: the texts, and the tool calls with
+    their arguments when the answer made any."""
+    if answer is None:
+        return None
+    content: dict[str, Any] = {"response": answer.texts}
+    if answer.tool_calls:
+        content["tool_calls"] = answer.tool_calls
+    return content
+
+
+def answer_params(answer: Answer | None) -> dict[str, Any] | None:
+    """Clear-text params of a completion record: the names of the tools the answer
+    called (never their arguments)."""
+    names = answer.tool_names() if answer is not None else []
+    return {"tool_calls": names} if names else None

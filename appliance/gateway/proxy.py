@@ -10,10 +10,13 @@ from fastapi import Request, Response
 from appliance.audit.records import AuditEvent, AuditRecord, Outcome
 from appliance.errors import ApplianceError, ModelNotFound, PermissionDenied, UpstreamError
 from appliance.gateway.auditing import (
+    Answer,
     answer_content,
-    answer_texts,
+    answer_of,
+    answer_params,
     audit_record,
     request_content,
+    tool_params,
     write_audit,
 )
 from appliance.gateway.body import read_json_body
@@ -125,7 +128,7 @@ async def proxy_openai(
         payload = {**payload, "model": target}
         parsed = parsed.model_copy(update={"model": target})
     context.model = parsed.model
-    context.params = audited_params(payload)
+    context.params = {**audited_params(payload), **tool_params(payload)}
 
     # Policy before existence: a caller learns nothing about models it may not use.
     refusal = denial_reason(principal, parsed.model, settings.policy.role_models)
@@ -159,7 +162,7 @@ async def proxy_openai(
     context.admitted = True
 
     async def finish(
-        outcome: Outcome, usage: Usage | None, status: int, texts: list[str] | None = None
+        outcome: Outcome, usage: Usage | None, status: int, answer: Answer | None = None
     ) -> None:
         if lease is not None:
             await lease.settle(_used_tokens(outcome, usage))
@@ -177,7 +180,7 @@ async def proxy_openai(
                 event=AuditEvent.COMPLETION, status_code=status, outcome=outcome,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
-                content=answer_content(texts),
+                content=answer_content(answer), extra_params=answer_params(answer),
             ),
         )  # fmt: skip
 
@@ -220,7 +223,7 @@ async def proxy_openai(
             await finish(Outcome.UPSTREAM_ERROR, None, 502)
             raise UpstreamError(f"the engine for {parsed.model} sent an unreadable answer") from exc
         body_json = answer if isinstance(answer, dict) else None
-        await finish(Outcome.OK, usage_of(body_json), 200, answer_texts(body_json))
+        await finish(Outcome.OK, usage_of(body_json), 200, answer_of(body_json))
         return Response(content=body, status_code=200, media_type=media_type)
 
     # RelayResponse settles the lease even if the client leaves before the first byte.

@@ -5,8 +5,8 @@ the client did not ask for ``stream_options.include_usage``, the gateway asks fo
 itself (the audit record needs token counts) and drops that final usage-only chunk,
 so the client sees exactly the stream it asked for. In that mode chunks are forwarded
 at SSE event boundaries (vLLM writes whole events, so nothing waits in practice).
-The text deltas are gathered as they pass, for the completion record's encrypted
-content.
+The text and tool call deltas are gathered as they pass, for the completion record
+(tool names in its metadata, everything in its encrypted content).
 
 Whatever happens, the relay is finished exactly once: the engine connection closed,
 the quota lease settled and the completion record written. Usually the body's own
@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from appliance.audit.records import Outcome
 from appliance.errors import EngineUnavailable, UpstreamError, UpstreamTimeout
-from appliance.gateway.auditing import delta_texts
+from appliance.gateway.auditing import Answer, AnswerStream
 from appliance.gateway.sse import (
     SseSplitter,
     Usage,
@@ -41,8 +41,8 @@ __all__ = ["RelayResponse", "StreamRelay", "error_event"]
 
 logger = logging.getLogger("appliance.gateway.streaming")
 
-# (outcome, usage, status, text of each choice so far)
-FinishCallback = Callable[[Outcome, Usage | None, int, list[str] | None], Awaitable[None]]
+# (outcome, usage, status, the answer so far: text of each choice and tool calls)
+FinishCallback = Callable[[Outcome, Usage | None, int, Answer | None], Awaitable[None]]
 
 
 def error_event(message: str, *, code: str, error_type: str = "api_error") -> bytes:
@@ -50,11 +50,11 @@ def error_event(message: str, *, code: str, error_type: str = "api_error") -> by
     return b"data: " + json.dumps(body).encode() + b"\n\ndata: [DONE]\n\n"
 
 
-def _read_event(event: bytes, texts: dict[int, list[str]]) -> tuple[Usage | None, bool]:
-    """Gather the event's text deltas; return (usage, whether it is the usage-only
-    chunk)."""
+def _read_event(event: bytes, answer: AnswerStream) -> tuple[Usage | None, bool]:
+    """Gather the event's text and tool call deltas; return (usage, whether it is the
+    usage-only chunk)."""
     body = parse_event_json(event)
-    delta_texts(body, texts)
+    answer.add(body)
     if b'"usage"' not in event:
         return None, False
     return usage_of(body), is_usage_only_chunk(body)
@@ -79,7 +79,7 @@ class StreamRelay:
         self._on_finish = on_finish
         self._on_first_chunk = on_first_chunk
         self._usage: Usage | None = None
-        self._texts: dict[int, list[str]] = {}
+        self._answer = AnswerStream()
         self._finished = False
 
     @property
@@ -101,7 +101,7 @@ class StreamRelay:
                         self._on_first_chunk = None
                     forwarded: list[bytes] = []
                     for event in splitter.feed(chunk):
-                        found, usage_only = _read_event(event, self._texts)
+                        found, usage_only = _read_event(event, self._answer)
                         if found is not None:
                             self._usage = found
                         if not (strip and usage_only):
@@ -111,7 +111,7 @@ class StreamRelay:
                     elif forwarded:
                         yield b"".join(forwarded)
                 if splitter.pending():
-                    _read_event(splitter.pending(), self._texts)
+                    _read_event(splitter.pending(), self._answer)
                     if strip:
                         yield splitter.pending()
                 outcome, status = Outcome.OK, 200
@@ -138,8 +138,7 @@ class StreamRelay:
         with anyio.CancelScope(shield=True):
             await self._response.aclose()
             try:
-                answer = ["".join(self._texts[i]) for i in sorted(self._texts)]
-                await self._on_finish(outcome, self._usage, status, answer)
+                await self._on_finish(outcome, self._usage, status, self._answer.answer())
             except Exception:
                 logger.exception("completion audit record failed for a %s stream", self._model)
 

@@ -7,6 +7,12 @@ stream is cancelled), ``fake-die`` breaks the connection mid-stream, ``fake-500`
 answers 200 with a body that is not JSON. For the browser UI: ``fake-xss`` answers
 with HTML and Markdown (``<script>`` must render as text), ``fake-reasoning`` streams
 DeepSeek-R1 style ``reasoning_content`` deltas before the answer.
+
+Any model answers a request that offers ``tools`` with a ``tool_choice`` other than
+``"none"`` with one call of the chosen (else the first) tool, arguments
+``TOOL_ARGUMENTS``, as vLLM does (streamed: name first, arguments in two deltas); and
+refuses a ``json_schema`` response format whose schema has an unknown ``type`` with
+vLLM's 400.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ XSS_TOKENS = [
     "```",
 ]
 REASONING_TOKENS = ["The user asks", " about France;", " its capital is Paris."]
+TOOL_ARGUMENTS = '{"country": "France", "note": "canary-arguments-5f1e"}'
+TOOL_CALL_ID = "chatcmpl-tool-fake"
+JSON_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
 
 
 @dataclass
@@ -72,6 +81,36 @@ def _usage(model: str, completion: int) -> bytes:
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
+def _called_tool(payload: dict[str, Any]) -> str | None:
+    """The tool the fake calls: the named tool choice, else the first tool offered;
+    None when no tools are offered or ``tool_choice`` is ``"none"``."""
+    tools = payload.get("tools")
+    choice = payload.get("tool_choice", "auto")
+    if not tools or choice == "none":
+        return None
+    if isinstance(choice, dict):
+        return str(choice["function"]["name"])
+    return str(tools[0]["function"]["name"])
+
+
+def _bad_schema(payload: dict[str, Any]) -> bool:
+    response_format = payload.get("response_format") or {}
+    if response_format.get("type") != "json_schema":
+        return False
+    schema = response_format.get("json_schema", {}).get("schema", {})
+    return isinstance(schema, dict) and schema.get("type", "object") not in JSON_TYPES
+
+
+def _tool_call_deltas(name: str) -> list[dict[str, Any]]:
+    half = len(TOOL_ARGUMENTS) // 2
+    first = {"index": 0, "id": TOOL_CALL_ID, "type": "function", "function": {"name": name}}
+    return [
+        {"tool_calls": [first]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": TOOL_ARGUMENTS[:half]}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": TOOL_ARGUMENTS[half:]}}]},
+    ]
+
+
 def create_fake_vllm(state: FakeState) -> Starlette:
     async def completions(request: Request) -> Response:
         if request.headers.get("authorization") != f"Bearer {SECRET}":
@@ -91,6 +130,36 @@ def create_fake_vllm(state: FakeState) -> Starlette:
             await asyncio.sleep(30)
         if model == "fake-garbage":
             return Response(b"<html>oops</html>", media_type="application/json")
+        if _bad_schema(payload):
+            message = "Invalid JSON schema: unknown type"
+            return JSONResponse(
+                {"error": {"message": message, "type": "BadRequestError", "code": 400}}, 400
+            )
+        tool = _called_tool(payload)
+        if tool is not None and not payload.get("stream"):
+            call = {"id": TOOL_CALL_ID, "type": "function",
+                    "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}  # fmt: skip
+            body = json.dumps(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                            "finish_reason": "tool_calls",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": PROMPT_TOKENS,
+                        "completion_tokens": 9,
+                        "total_tokens": PROMPT_TOKENS + 9,
+                    },
+                }
+            ).encode()
+            state.sent.append(body)
+            return Response(body, media_type="application/json")
         if not payload.get("stream"):
             body = json.dumps(
                 {
@@ -136,6 +205,14 @@ def create_fake_vllm(state: FakeState) -> Starlette:
                     raise
                 return
             yield note(_chunk(model, {"role": "assistant", "content": ""}))
+            if tool is not None:
+                for delta in _tool_call_deltas(tool):
+                    yield note(_chunk(model, delta))
+                yield note(_chunk(model, {}, finish="tool_calls"))
+                if include_usage:
+                    yield note(_usage(model, 9))
+                yield note(b"data: [DONE]\n\n")
+                return
             if model == "fake-reasoning":
                 for thought in REASONING_TOKENS:
                     yield note(_chunk(model, {"reasoning_content": thought}))

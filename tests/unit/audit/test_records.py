@@ -9,11 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.audit.records import (
+    MAX_NAMES,
+    NAME_WIDTH,
     AuditEvent,
     SealedEntry,
     format_time,
     leaf_bytes,
     metadata_bytes,
+    storable_names,
 )
 from tests.support.audit import T0, make_record
 
@@ -59,3 +62,11 @@ def test_leaf_bytes_are_deterministic_and_distinct(
     assert leaf_bytes(entry) == leaf_bytes(SealedEntry(index, record, None, None))
     assert leaf_bytes(entry) != leaf_bytes(SealedEntry(index + 1, record, None, None))
     assert json.loads(leaf_bytes(entry))["meta"]["username"] == username
+
+
+def test_name_lists_are_cut_normalised_and_bounded() -> None:
+    names = ["a" * 100, "", None, 7, "nul\x00name", "lone\ud800", *(f"t{i}" for i in range(50))]
+    kept = storable_names(names)
+    assert kept[:3] == ["a" * NAME_WIDTH, "nulname", "lone\ufffd"]
+    assert len(kept) == MAX_NAMES
+    assert storable_names([]) == []
