@@ -24,6 +24,7 @@ __all__ = [
     "answer_texts",
     "audit_record",
     "delta_texts",
+    "embedding_params",
     "request_content",
     "tool_params",
     "write_audit",
@@ -133,14 +134,33 @@ def tool_params(payload: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def embedding_params(payload: dict[str, Any]) -> dict[str, Any]:
+    """What an embeddings request says in clear: how many inputs, the encoding format
+    and the dimensions asked for. Never the input itself (sealed content)."""
+    if "input" not in payload or "messages" in payload or "prompt" in payload:
+        return {}
+    value = payload["input"]
+    many = isinstance(value, list) and bool(value) and not isinstance(value[0], int)
+    params: dict[str, Any] = {
+        "inputs": len(value) if many else 1,
+        "encoding_format": payload.get("encoding_format", "float"),
+    }
+    if payload.get("dimensions") is not None:
+        params["dimensions"] = payload["dimensions"]
+    return params
+
+
 # -- content for the encrypted envelope ---------------------------------------------
 
 
 def request_content(payload: dict[str, Any]) -> dict[str, Any]:
-    """What the caller asked: chat messages (tool results among them), or a completion
-    prompt; with the tools offered, the tool choice and the response format if any."""
+    """What the caller asked: chat messages (tool results among them), a completion
+    prompt or embeddings input; with the tools offered, the tool choice and the response
+    format if any."""
     if "messages" in payload:
         content = {"messages": payload["messages"]}
+    elif "input" in payload and "prompt" not in payload:
+        content = {"input": payload["input"]}
     else:
         content = {"prompt": payload.get("prompt")}
     for key in ("tools", "tool_choice", "response_format", "structured_outputs"):
@@ -153,10 +173,13 @@ def request_content(payload: dict[str, Any]) -> dict[str, Any]:
 class Answer:
     """What the engine answered, for the audit: the text of each choice (in index
     order) and every tool call, each with its ``choice`` index, ``id``, ``type`` and
-    ``function`` (``name``, ``arguments``)."""
+    ``function`` (``name``, ``arguments``). For embeddings only how many vectors and
+    their dimension: never a vector."""
 
     texts: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    embeddings: int | None = None
+    dimensions: int | None = None
 
     def tool_names(self) -> list[str]:
         return storable_names(_function_name(call) for call in self.tool_calls)
@@ -197,8 +220,29 @@ def answer_texts(answer: dict[str, Any] | None) -> list[str] | None:
     return [texts[i] for i in sorted(texts)]
 
 
+def _dimension(vector: Any) -> int | None:
+    """A vector's length: a float list's, or a base64 one's float32 count."""
+    if isinstance(vector, list):
+        return len(vector)
+    if isinstance(vector, str):
+        padding = vector[-2:].count("=")
+        return (len(vector) * 3 // 4 - padding) // 4
+    return None
+
+
+def _embeddings_of(answer: dict[str, Any]) -> Answer | None:
+    data = answer.get("data")
+    if not isinstance(data, list):
+        return None
+    first = data[0] if data and isinstance(data[0], dict) else {}
+    return Answer(embeddings=len(data), dimensions=_dimension(first.get("embedding")))
+
+
 def answer_of(answer: dict[str, Any] | None) -> Answer | None:
-    """A non-streamed answer's text and tool calls; None when it has no choices."""
+    """A non-streamed answer's text and tool calls, or its embeddings' count and
+    dimension; None when it has neither choices nor data."""
+    if answer is not None and "choices" not in answer:
+        return _embeddings_of(answer)
     texts = answer_texts(answer)
     if answer is None or texts is None:
         return None
@@ -270,9 +314,12 @@ class AnswerStream:
 
 def answer_content(answer: Answer | None) -> dict[str, Any] | None:
     """The sealed content of a completion record: the texts, and the tool calls with
-    their arguments when the answer made any."""
+    their arguments when the answer made any; for embeddings their count and dimension
+    only (a vector can be inverted back to much of its text, so none is stored)."""
     if answer is None:
         return None
+    if answer.embeddings is not None:
+        return {"embeddings": answer.embeddings, "dimensions": answer.dimensions}
     content: dict[str, Any] = {"response": answer.texts}
     if answer.tool_calls:
         content["tool_calls"] = answer.tool_calls
@@ -281,6 +328,8 @@ def answer_content(answer: Answer | None) -> dict[str, Any] | None:
 
 def answer_params(answer: Answer | None) -> dict[str, Any] | None:
     """Clear-text params of a completion record: the names of the tools the answer
-    called (never their arguments)."""
+    called (never their arguments), or how many embeddings it holds and their dimension."""
+    if answer is not None and answer.embeddings is not None:
+        return {"embeddings": answer.embeddings, "dimensions": answer.dimensions}
     names = answer.tool_names() if answer is not None else []
     return {"tool_calls": names} if names else None

@@ -8,13 +8,20 @@ from typing import Any
 from fastapi import Request, Response
 
 from appliance.audit.records import AuditEvent, AuditRecord, Outcome
-from appliance.errors import ApplianceError, ModelNotFound, PermissionDenied, UpstreamError
+from appliance.errors import (
+    ApplianceError,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    UpstreamError,
+)
 from appliance.gateway.auditing import (
     Answer,
     answer_content,
     answer_of,
     answer_params,
     audit_record,
+    embedding_params,
     request_content,
     tool_params,
     write_audit,
@@ -24,7 +31,9 @@ from appliance.gateway.context import RequestContext
 from appliance.gateway.schemas import (
     OpenAIRequest,
     audited_params,
+    check_embedding_batch,
     check_token_budget,
+    reserve_tokens,
     validate_request,
 )
 from appliance.gateway.services import GatewayServices
@@ -33,22 +42,21 @@ from appliance.gateway.streaming import RelayResponse, StreamRelay
 from appliance.gateway.upstream import map_upstream_exceptions, upstream_status_error
 from appliance.identity.policy import denial_reason
 from appliance.identity.principal import Principal
-from appliance.limits import Lease, request_priority, reservation
+from appliance.limits import Lease, request_priority
 from appliance.telemetry import RequestObservation
 
 __all__ = ["proxy_openai"]
 
 
 async def _admit(
-    services: GatewayServices, principal: Principal, payload: dict[str, Any]
+    services: GatewayServices, principal: Principal, payload: dict[str, Any], reserve: int
 ) -> tuple[Lease | None, dict[str, Any]]:
-    """Reserve quota (raises RateLimited) and set the role's engine priority."""
+    """Reserve ``reserve`` tokens of quota (raises RateLimited) and set the role's
+    engine priority."""
     limits = services.settings.limits
     lease = None
     if services.limiter is not None:
-        lease = await services.limiter.admit(
-            principal, reservation(payload, limits.default_max_tokens)
-        )
+        lease = await services.limiter.admit(principal, reserve)
     # The role decides the engine priority, never the client: a client-sent one is
     # dropped, so nobody schedules themselves ahead of others.
     payload = {key: value for key, value in payload.items() if key != "priority"}
@@ -96,6 +104,32 @@ def _used_tokens(outcome: Outcome, usage: Usage | None) -> int | None:
     return 0
 
 
+def _engine_refusal(model: str, path: str, status: int, body: bytes) -> ApplianceError:
+    """An engine's non-200 answer as our error. vLLM mounts a route only for the tasks
+    its model runs, so an embeddings request to a chat model (or the reverse) meets
+    FastAPI's bare ``404 {"detail": "Not Found"}``, and a pooling model without an
+    embedding head says 501 "The model does not support Embeddings API": both are the
+    caller's choice of model, a 400 naming it, not a missing model or an engine fault."""
+    if status in (404, 501):
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = None
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if answer == {"detail": "Not Found"}:
+            message = "Not Found"
+        elif status == 501 and isinstance(error, dict) and isinstance(error.get("message"), str):
+            message = error["message"][:200]
+        else:
+            message = None
+        if message is not None:
+            return InvalidRequest(
+                f"model {model} does not serve {path} (the engine answered: {message})",
+                param="model",
+            )
+    return upstream_status_error(model, status, body)
+
+
 def _with_usage_requested(payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Ask the engine for a usage chunk if the client did not; say whether we did."""
     options = payload.get("stream_options")
@@ -121,6 +155,7 @@ async def proxy_openai(
         request, max_bytes=gateway.max_body_bytes, limits=services.json_limits
     )
     parsed = validate_request(schema, payload)
+    check_embedding_batch(parsed, gateway.max_embedding_inputs)
     check_token_budget(payload, parsed, gateway.max_request_tokens)
     # Aliases and policy routes pick the served model; policy applies to that one.
     target = services.upstream.resolve(parsed.model, roles=principal.roles, headers=request.headers)
@@ -128,7 +163,11 @@ async def proxy_openai(
         payload = {**payload, "model": target}
         parsed = parsed.model_copy(update={"model": target})
     context.model = parsed.model
-    context.params = {**audited_params(payload), **tool_params(payload)}
+    context.params = {
+        **audited_params(payload),
+        **tool_params(payload),
+        **embedding_params(payload),
+    }
 
     # Policy before existence: a caller learns nothing about models it may not use.
     refusal = denial_reason(principal, parsed.model, settings.policy.role_models)
@@ -137,7 +176,8 @@ async def proxy_openai(
     if not services.upstream.serves(parsed.model):
         raise ModelNotFound(f"model {parsed.model!r} does not exist")
 
-    lease, forwarded = await _admit(services, principal, payload)
+    reserve = reserve_tokens(payload, parsed, settings.limits.default_max_tokens)
+    lease, forwarded = await _admit(services, principal, payload, reserve)
     if parsed.stream:
         forwarded, strip_usage = _with_usage_requested(forwarded)
     else:
@@ -202,7 +242,7 @@ async def proxy_openai(
                 body = await upstream.aread()
         finally:
             await upstream.aclose()
-        refused = upstream_status_error(parsed.model, upstream.status_code, body)
+        refused = _engine_refusal(parsed.model, path, upstream.status_code, body)
         outcome = Outcome.INVALID if refused.status_code < 500 else Outcome.UPSTREAM_ERROR
         await finish(outcome, None, refused.status_code)
         raise refused

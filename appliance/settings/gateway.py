@@ -100,6 +100,11 @@ class GatewaySettings(Section):
         description="Estimated prompt tokens plus max_tokens one request may ask for "
         "(400 beyond; vLLM also refuses what exceeds the model's context)",
     )
+    max_embedding_inputs: int = Field(
+        default=2048,
+        ge=1,
+        description="Most inputs in one /v1/embeddings request (400 beyond; OpenAI's limit)",
+    )
     connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_timeout_s: float = Field(
         default=600.0, gt=0, description="Longest wait for the engine's next byte"

@@ -15,7 +15,12 @@ from appliance.telemetry.tracing import PROPAGATOR, carrier, gateway_tracer
 
 __all__ = ["RequestObservation", "Telemetry"]
 
-_OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion"}
+# OpenTelemetry GenAI operation names (gen_ai.operation.name).
+_OPERATIONS = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "text_completion",
+    "/v1/embeddings": "embeddings",
+}
 
 
 class RequestObservation:

@@ -13,12 +13,21 @@ Any model answers a request that offers ``tools`` with a ``tool_choice`` other t
 ``TOOL_ARGUMENTS``, as vLLM does (streamed: name first, arguments in two deltas); and
 refuses a ``json_schema`` response format whose schema has an unknown ``type`` with
 vLLM's 400.
+
+``fake-embed`` is an embedding model: ``/v1/embeddings`` answers it with vectors of
+``EMBED_DIMENSION`` floats derived from a hash of each input (:func:`fake_embedding`),
+one token per word or token id. Like vLLM 0.32, which mounts a route only for the
+tasks its model runs, ``/v1/embeddings`` answers any other model, and the completion
+routes answer ``fake-embed``, with FastAPI's bare ``404 {"detail": "Not Found"}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +50,9 @@ XSS_TOKENS = [
 REASONING_TOKENS = ["The user asks", " about France;", " its capital is Paris."]
 TOOL_ARGUMENTS = '{"country": "France", "note": "canary-arguments-5f1e"}'
 TOOL_CALL_ID = "chatcmpl-tool-fake"
+EMBED_MODEL = "fake-embed"
+EMBED_DIMENSION = 8
+NO_ROUTE = {"detail": "Not Found"}  # vLLM's answer on a route its model's task lacks
 JSON_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
 
 
@@ -111,7 +123,51 @@ def _tool_call_deltas(name: str) -> list[dict[str, Any]]:
     ]
 
 
+def fake_embedding(item: str | list[int]) -> list[float]:
+    """The fake's vector for one input: ``EMBED_DIMENSION`` values in [-1, 1) from the
+    SHA-256 of its JSON, so equal inputs get equal vectors."""
+    digest = hashlib.sha256(json.dumps(item).encode()).digest()
+    return [(byte - 128) / 128 for byte in digest[:EMBED_DIMENSION]]
+
+
+def _embedding_tokens(item: str | list[int]) -> int:
+    return len(item) if isinstance(item, list) else max(1, len(item.split()))
+
+
+def _embeddings(payload: dict[str, Any]) -> dict[str, Any]:
+    value = payload["input"]
+    items = [value] if isinstance(value, str) or isinstance(value[0], int) else value
+    size = min(payload.get("dimensions") or EMBED_DIMENSION, EMBED_DIMENSION)
+    data: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        vector: list[float] | str = fake_embedding(item)[:size]
+        if payload.get("encoding_format") == "base64":
+            vector = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+        data.append({"index": index, "object": "embedding", "embedding": vector})
+    tokens = sum(_embedding_tokens(item) for item in items)
+    return {
+        "id": "embd-fake",
+        "object": "list",
+        "created": 1,
+        "model": payload["model"],
+        "data": data,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0},
+    }
+
+
 def create_fake_vllm(state: FakeState) -> Starlette:
+    async def embeddings(request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {SECRET}":
+            return JSONResponse({"error": {"message": "Unauthorized"}}, status_code=401)
+        payload = await request.json()
+        state.requests.append(payload)
+        state.headers.append(dict(request.headers))
+        if payload["model"] != EMBED_MODEL:
+            return JSONResponse(NO_ROUTE, status_code=404)
+        body = json.dumps(_embeddings(payload)).encode()
+        state.sent.append(body)
+        return Response(body, media_type="application/json")
+
     async def completions(request: Request) -> Response:
         if request.headers.get("authorization") != f"Bearer {SECRET}":
             return JSONResponse({"error": {"message": "Unauthorized"}}, status_code=401)
@@ -119,6 +175,8 @@ def create_fake_vllm(state: FakeState) -> Starlette:
         state.requests.append(payload)
         state.headers.append(dict(request.headers))
         model = payload["model"]
+        if model == EMBED_MODEL:
+            return JSONResponse(NO_ROUTE, status_code=404)
         if model == "fake-500":
             return JSONResponse({"error": {"message": "CUDA out of memory at 0x7f"}}, 500)
         if model == "fake-400":
@@ -235,6 +293,7 @@ def create_fake_vllm(state: FakeState) -> Starlette:
         routes=[
             Route("/v1/chat/completions", completions, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/health", health),
         ]
     )

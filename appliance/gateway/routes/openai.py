@@ -6,7 +6,11 @@ from fastapi import APIRouter, Request, Response
 
 from appliance.gateway.deps import ContextDep, PrincipalDep, ServicesDep
 from appliance.gateway.proxy import proxy_openai
-from appliance.gateway.schemas import ChatCompletionRequest, CompletionRequest
+from appliance.gateway.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+)
 from appliance.identity.policy import allowed_models, is_model_allowed
 
 __all__ = ["router"]
@@ -39,6 +43,20 @@ async def completions(
         context=context,
         schema=CompletionRequest,
         path="/v1/completions",
+    )
+
+
+@router.post("/embeddings", summary="Embeddings of one input or a batch")
+async def embeddings(
+    request: Request, principal: PrincipalDep, services: ServicesDep, context: ContextDep
+) -> Response:
+    return await proxy_openai(
+        request,
+        services=services,
+        principal=principal,
+        context=context,
+        schema=EmbeddingRequest,
+        path="/v1/embeddings",
     )
 
 
