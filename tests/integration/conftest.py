@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,3 +90,24 @@ def client(harness: GatewayHarness) -> Iterator[TestClient]:
     app = create_app(harness.settings, secrets=harness.secrets)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+CRYPTO_PACKAGES = ("cryptography", "cffi", "pycparser")
+
+
+@pytest.fixture(scope="session")
+def clean_python(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(python of a new venv without site packages, a folder with only cryptography):
+    where the standalone audit verifier must run, as a compliance officer would."""
+    root = tmp_path_factory.mktemp("clean")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
+    site = root / "site"
+    site.mkdir()
+    import cryptography
+
+    source = Path(cryptography.__file__).parents[1]
+    for name in CRYPTO_PACKAGES:
+        shutil.copytree(source / name, site / name)
+    for backend in source.glob("_cffi_backend*"):
+        shutil.copy(backend, site / backend.name)
+    return root / "venv" / "bin" / "python", site

@@ -4,9 +4,7 @@ a fresh virtual environment that has only `cryptography` (no appliance, no SQLAl
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -21,24 +19,6 @@ from appliance.audit.log import AuditLog
 from tests.support.audit import ORIGIN, T0, StepClock, build_log, content_record
 
 ACTOR = Actor(subject="cli:carol", username="carol")
-CRYPTO_PACKAGES = ("cryptography", "cffi", "pycparser")
-
-
-@pytest.fixture(scope="session")
-def clean_python(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(python of a new venv without site packages, a folder with only cryptography)."""
-    root = tmp_path_factory.mktemp("clean")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
-    site = root / "site"
-    site.mkdir()
-    import cryptography
-
-    source = Path(cryptography.__file__).parents[1]
-    for name in CRYPTO_PACKAGES:
-        shutil.copytree(source / name, site / name)
-    for backend in source.glob("_cffi_backend*"):
-        shutil.copy(backend, site / backend.name)
-    return root / "venv" / "bin" / "python", site
 
 
 def run_verifier(

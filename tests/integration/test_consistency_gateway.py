@@ -8,7 +8,6 @@ import base64
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,25 +15,6 @@ import pytest
 from appliance.audit import bundle_verifier
 from appliance.audit.wiring import audit_verifier
 from tests.support.requests import CHAT, auth, chat_body
-
-CRYPTO_PACKAGES = ("cryptography", "cffi", "pycparser")
-
-
-@pytest.fixture(scope="module")
-def clean_python(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(python of a new venv without site packages, a folder with only cryptography)."""
-    root = tmp_path_factory.mktemp("clean")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
-    site = root / "site"
-    site.mkdir()
-    import cryptography
-
-    source = Path(cryptography.__file__).parents[1]
-    for name in CRYPTO_PACKAGES:
-        shutil.copytree(source / name, site / name)
-    for backend in source.glob("_cffi_backend*"):
-        shutil.copy(backend, site / backend.name)
-    return root / "venv" / "bin" / "python", site
 
 
 def standalone(
