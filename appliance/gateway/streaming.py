@@ -31,6 +31,7 @@ from appliance.gateway.auditing import Answer, AnswerStream
 from appliance.gateway.sse import (
     SseSplitter,
     Usage,
+    event_data,
     is_usage_only_chunk,
     parse_event_json,
     usage_of,
@@ -93,6 +94,10 @@ class StreamRelay:
         # cancels or closes this generator) unless an upstream error says otherwise.
         outcome = Outcome.CLIENT_DISCONNECTED
         status = 499
+        # Set once the client has been handed the terminal `data: [DONE]` event: a client
+        # that closes after it (the official clients do, at once) got the whole answer,
+        # even if the engine's connection has not reported its end yet.
+        end_delivered = False
         try:
             try:
                 async for chunk in self._response.aiter_raw():
@@ -100,16 +105,19 @@ class StreamRelay:
                         self._on_first_chunk()
                         self._on_first_chunk = None
                     forwarded: list[bytes] = []
+                    ends = False
                     for event in splitter.feed(chunk):
                         found, usage_only = _read_event(event, self._answer)
                         if found is not None:
                             self._usage = found
                         if not (strip and usage_only):
                             forwarded.append(event)
+                        ends = ends or event_data(event) == "[DONE]"
                     if not strip:
                         yield chunk
                     elif forwarded:
                         yield b"".join(forwarded)
+                    end_delivered = end_delivered or ends
                 if splitter.pending():
                     _read_event(splitter.pending(), self._answer)
                     if strip:
@@ -123,6 +131,8 @@ class StreamRelay:
                     f"the engine for {self._model} failed during the answer", code="engine_error"
                 )
         finally:
+            if outcome is Outcome.CLIENT_DISCONNECTED and end_delivered:
+                outcome, status = Outcome.OK, 200
             await self.finish(outcome, status)
 
     async def finish(
