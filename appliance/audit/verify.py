@@ -1,33 +1,29 @@
 """``audit verify``: recompute the log from its stored rows and check it against every
-signed checkpoint (and, optionally, one held outside the appliance); and
-``audit prove --consistency``: prove to a monitor that the log only grew.
+signed checkpoint (and, optionally, one held outside the appliance).
 
 Reads only. :func:`verify_log` raises :class:`LogVerificationError` naming the first
 bad record or checkpoint, and returns a :class:`VerifyReport` when the log is intact.
-:func:`consistency_proof_for` returns a checked RFC 6962 consistency proof.
+Consistency proofs for monitors live in :mod:`appliance.audit.consistency`.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import hmac
+import json
 import multiprocessing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import select
 
 from appliance.audit.checkpoint import Checkpoint, NoteVerifier, verify_checkpoint
-from appliance.audit.merkle import CompactRange, MerkleTree, leaf_hash, verify_consistency
+from appliance.audit.merkle import CompactRange, leaf_hash
+from appliance.audit.records import leaf_bytes_of
 from appliance.audit.store import LeafRow, SqlAuditStore, StoredCheckpoint
-from appliance.db.tables import audit_checkpoints
-from appliance.errors import InvalidRequest, ModelNotFound, VerificationError
+from appliance.errors import VerificationError
 
-__all__ = ["LogVerificationError", "VerifyReport", "consistency_proof_for", "verify_log"]
+__all__ = ["LogVerificationError", "VerifyReport", "verify_log"]
 
 
 class LogVerificationError(VerificationError):
@@ -55,6 +51,112 @@ class VerifyReport:
 
 def _name(row: LeafRow) -> str:
     return f"record {row.index} ({row.record_id})"
+
+
+def _fail(row: LeafRow, message: str) -> LogVerificationError:
+    return LogVerificationError(f"{_name(row)} {message}", index=row.index, record_id=row.record_id)
+
+
+# -- a moved record or a changed one ---------------------------------------------------
+
+# How far from where a row stands the index it was signed at is looked for: a run of up
+# to this many rows inserted or deleted mid-log is named as such (else: "changed").
+_MOVE_WINDOW = 1000
+
+
+def _signed_index(row: LeafRow, candidates: Iterable[int]) -> int | None:
+    """The first of ``candidates`` at which this row's fields hash to its stored leaf
+    hash: the index its record was signed at. The leaf encodes its own index
+    (``records.leaf_bytes_of``), so a record moved intact hashes only where it was."""
+    document = json.loads(row.leaf)
+    content = document["content"]
+    sha = bytes.fromhex(content["sha256"]) if content is not None else None
+    key = content["key"] if content is not None else None
+    for index in candidates:
+        leaf = leaf_bytes_of(index, document["meta"], sha, key)
+        if hmac.compare_digest(leaf_hash(leaf), row.stored_leaf_hash):
+            return index
+    return None
+
+
+def _around(index: int, floor: int) -> Iterator[int]:
+    """Indices near ``index`` (not itself), nearest first, none below ``floor``."""
+    for distance in range(1, _MOVE_WINDOW + 1):
+        if index - distance >= floor:
+            yield index - distance
+        yield index + distance
+
+
+def _down_from(index: int, floor: int) -> range:
+    """``index`` and the indices below it, nearest first, none below ``floor``."""
+    return range(index, max(floor, index - _MOVE_WINDOW) - 1, -1)
+
+
+def _inserted(store: SqlAuditStore, first: int, moved: LeafRow) -> LogVerificationError:
+    """Rows ``first``..``moved.index - 1`` were inserted: ``moved`` was signed at ``first``."""
+    count = moved.index - first
+    head = store.leaf_rows_between(first, first + 1)
+    record_id = head[0].record_id if head else None
+    note = f"the row now at {moved.index}, {moved.record_id}, was signed at index {first}"
+    if count == 1:
+        message = (
+            f"record {first} ({record_id}) was inserted: the records after it moved up by "
+            f"one ({note})"
+        )
+    else:
+        message = (
+            f"records {first}..{moved.index - 1} were inserted (first: {record_id}): the "
+            f"records after them moved up by {count} ({note})"
+        )
+    return LogVerificationError(message, index=first, record_id=record_id)
+
+
+def _deleted(row: LeafRow, signed: int) -> LogVerificationError:
+    """Rows ``row.index``..``signed - 1`` were deleted: ``row`` was signed at ``signed``.
+    The deleted records' ids went with their rows (``record_id`` is None)."""
+    count = signed - row.index
+    note = f"the row now at {row.index}, {row.record_id}, was signed at index {signed}"
+    if count == 1:
+        message = f"record {row.index} was deleted: the records after it moved down by one ({note})"
+    else:
+        message = (
+            f"records {row.index}..{signed - 1} were deleted: the records after them moved "
+            f"down by {count} ({note})"
+        )
+    return LogVerificationError(message, index=row.index)
+
+
+def _moved_or_changed(store: SqlAuditStore, row: LeafRow, floor: int) -> LogVerificationError:
+    """Step 5 failed at ``row``: every row before it hashed to its own leaf, and those
+    below ``floor`` are covered by a verified checkpoint. A record moved intact keeps
+    its stored leaf hash, which matches only the index it was signed at; so:
+
+    a. ``row`` was signed at a lower index j: rows j..i-1 were inserted before it;
+    b. ``row`` was signed at a higher index j and the next row at j+1 (or none follows):
+       rows i..j-1 were deleted and the later ones moved down;
+    c. ``row`` was signed at a higher index otherwise: rows were reordered (changed);
+    d. ``row`` matches no index, but the next row was signed at j <= i: rows j..i
+       were inserted (``row`` among them, with a leaf hash not its own);
+    e. otherwise ``row`` was changed in place.
+
+    Reads at most two more rows; the hashing stays within ``_MOVE_WINDOW`` rows.
+    """
+    signed = _signed_index(row, _around(row.index, floor))
+    if signed is not None and signed < row.index:
+        return _inserted(store, signed, row)  # a
+    following = store.leaf_rows_between(row.index + 1, row.index + 2)
+    after = following[0] if following else None
+    if signed is not None:
+        if after is None or _signed_index(after, [signed + 1]) is not None:
+            return _deleted(row, signed)  # b
+        return _fail(  # c
+            row, f"was changed: it holds the record signed at index {signed} (rows reordered)"
+        )
+    if after is not None:
+        moved_from = _signed_index(after, _down_from(row.index, floor))
+        if moved_from is not None:
+            return _inserted(store, moved_from, after)  # d
+    return _fail(row, "was changed: its fields no longer hash to its leaf")  # e
 
 
 def _check_checkpoints(
@@ -106,11 +208,14 @@ def verify_log(
     3. an outside checkpoint, if given, is signed by the log's key (or the given one);
     4. rows have dense indices 0..n-1 (a gap is a deleted row, a repeat an inserted one);
     5. each row's leaf, recomputed from its fields (RFC 6962 §2.1: SHA-256(0x00 ||
-       canonical bytes)), equals the stored leaf hash (a changed or swapped row);
+       canonical bytes)), equals the stored leaf hash; where not, the leaf's own index
+       tells a record moved by rows inserted or deleted before it from a changed or
+       swapped row (see ``_moved_or_changed``);
     6. each stored envelope hashes to the content digest in its leaf;
     7. at every checkpoint size, the root of the recomputed prefix equals the signed
        root (RFC 6962 §2.1), which also makes all checkpoints consistent with one
-       another (each is a prefix of one sequence, RFC 6962 §2.1.2);
+       another (each is a prefix of one sequence, RFC 6962 §2.1.2); where not, and the
+       next row was signed at an index in the range, the rows from there were inserted;
     8. no checkpoint covers more records than exist (a truncated tail), nor does the
        outside one (a log rolled back below what a witness saw).
 
@@ -143,13 +248,6 @@ def verify_log(
     last_good = 0
     last_row: LeafRow | None = None
 
-    def fail(row: LeafRow, message: str) -> LogVerificationError:
-        return LogVerificationError(
-            f"record {row.index} ({row.record_id}) {message}",
-            index=row.index,
-            record_id=row.record_id,
-        )
-
     def check_root_at(size: int, first_after_good: LeafRow | None) -> None:
         nonlocal last_good
         if hmac.compare_digest(tree.root(), wanted[size]):
@@ -157,6 +255,11 @@ def verify_log(
             return
         where = ""
         if first_after_good is not None:
+            following = store.leaf_rows_between(size, size + 1)
+            if following:
+                moved_from = _signed_index(following[0], _down_from(size - 1, last_good))
+                if moved_from is not None:
+                    raise _inserted(store, moved_from, following[0])
             where = f" (first record after it: {_name(first_after_good)})"
         raise LogVerificationError(
             f"records {last_good}..{size - 1} do not match the checkpoint signed at size "
@@ -185,11 +288,11 @@ def verify_log(
                     record_id=row.record_id,
                 )
             if not row.known_enums:
-                raise fail(row, "has an unknown event or outcome")
+                raise _fail(row, "has an unknown event or outcome")
             # 5.
             leaf = leaf_hash(row.leaf)
             if not hmac.compare_digest(leaf, row.stored_leaf_hash):
-                raise fail(row, "was changed: its fields no longer hash to its leaf")
+                raise _moved_or_changed(store, row, last_good)
             # 6.
             if row.content_sha256 is not None:
                 sealed += 1
@@ -197,9 +300,9 @@ def verify_log(
                 if digest is None:
                     dropped += 1
                 elif not hmac.compare_digest(digest, row.content_sha256):
-                    raise fail(row, "was changed: its encrypted content was replaced")
+                    raise _fail(row, "was changed: its encrypted content was replaced")
             elif row.index in envelopes:
-                raise fail(row, "has content attached that its leaf does not name")
+                raise _fail(row, "has content attached that its leaf does not name")
             if first_in_range is None:
                 first_in_range = row
             tree.append(leaf)
@@ -273,119 +376,3 @@ def _pages(store: SqlAuditStore, jobs: int) -> Iterator[Page]:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         yield from pool.map(_read_page_in_worker, [url] * len(starts), starts)
-
-
-# -- consistency proofs for monitors and witnesses -------------------------------------
-
-
-def _b64(value: bytes) -> str:
-    return base64.b64encode(value).decode()
-
-
-def _signed_note_at(store: SqlAuditStore, size: int) -> str | None:
-    """The signed checkpoint for exactly ``size`` records, if one was signed."""
-    with store.engine.connect() as connection:
-        note = connection.execute(
-            select(audit_checkpoints.c.note).where(audit_checkpoints.c.tree_size == size)
-        ).scalar()
-    return str(note) if note is not None else None
-
-
-def _check_sizes(old_size: int, new_size: int, log_size: int) -> None:
-    if old_size < 0:
-        raise InvalidRequest(f"from: a tree size cannot be negative ({old_size})", param="from")
-    if new_size < 0:
-        raise InvalidRequest(f"to: a tree size cannot be negative ({new_size})", param="to")
-    if new_size > log_size:
-        raise InvalidRequest(
-            f"to: the log holds {log_size} records, so there is no tree of size {new_size}",
-            param="to",
-        )
-    if old_size > new_size:
-        raise InvalidRequest(
-            f"from ({old_size}) is larger than to ({new_size}): a proof runs from the "
-            "older, smaller tree to the newer one",
-            param="from",
-        )
-
-
-def _tree_of(store: SqlAuditStore, size: int) -> MerkleTree:
-    """The tree of the first ``size`` stored leaf hashes (dense indices required)."""
-    tree = MerkleTree()
-    if size == 0:
-        return tree
-    for index, leaf in store.iter_leaf_hashes():
-        if index != tree.size:
-            raise VerificationError(
-                f"audit log has a gap at index {tree.size}; run `appliance audit verify`"
-            )
-        tree.append(leaf)
-        if tree.size == size:
-            return tree
-    raise VerificationError(
-        f"audit log ends at {tree.size} records, not {size}; run `appliance audit verify`"
-    )
-
-
-def consistency_proof_for(
-    store: SqlAuditStore,
-    old_size: int,
-    new_size: int | None = None,
-    *,
-    origin: str,
-    verifier: NoteVerifier,
-) -> dict[str, Any]:
-    """A consistency proof (RFC 6962 §2.1.2) that the tree of ``new_size`` records
-    extends the tree of ``old_size``, checked before it is returned, with the signed
-    checkpoints at both sizes where they exist (a monitor verifies offline against
-    them; a size that no checkpoint covers gets ``null``).
-
-    ``new_size`` defaults to the latest signed checkpoint's size (ModelNotFound
-    ``no_checkpoint`` if none is signed yet).
-
-    Steps:
-    1. 0 <= old_size <= new_size <= the number of stored records, else InvalidRequest
-       naming the parameter (``from`` or ``to``);
-    2. the roots at both sizes are recomputed from the stored leaf hashes (RFC 6962
-       §2.1), with dense indices;
-    3. a signed checkpoint at either size carries the log's signature for this origin
-       (C2SP signed-note, tlog-checkpoint) and its root equals the recomputed one
-       (else the stored log no longer matches what was signed: VerificationError);
-    4. the proof, PROOF(m, D[n]) of RFC 6962 §2.1.2, verifies between the two roots
-       (RFC 9162 §2.1.4.2).
-    """
-    if new_size is None:
-        latest = store.latest_checkpoint()
-        if latest is None:
-            raise ModelNotFound("no checkpoint has been signed yet", code="no_checkpoint")
-        new_size = latest.tree_size
-    # 1.
-    _check_sizes(old_size, new_size, store.size())
-    # 2.
-    tree = _tree_of(store, new_size)
-    roots = {old_size: tree.root(old_size), new_size: tree.root(new_size)}
-    # 3.
-    notes: dict[int, str | None] = {}
-    for size in sorted(roots):
-        note = _signed_note_at(store, size) if size > 0 else None
-        if note is not None:
-            signed = verify_checkpoint(note, verifier, origin=origin)
-            if signed.size != size or not hmac.compare_digest(signed.root_hash, roots[size]):
-                raise VerificationError(
-                    f"the stored records no longer match the checkpoint signed at size "
-                    f"{size}; run `appliance audit verify`"
-                )
-        notes[size] = note
-    # 4.
-    proof = tree.consistency_proof(old_size, new_size)
-    verify_consistency(old_size, new_size, roots[old_size], roots[new_size], proof.hashes)
-    return {
-        "origin": origin,
-        "old_size": old_size,
-        "new_size": new_size,
-        "old_root_hash": _b64(roots[old_size]),
-        "new_root_hash": _b64(roots[new_size]),
-        "consistency_proof": [_b64(h) for h in proof.hashes],
-        "old_checkpoint": notes[old_size],
-        "new_checkpoint": notes[new_size],
-    }

@@ -28,11 +28,12 @@ from appliance.audit.access import (
     shred_subject,
 )
 from appliance.audit.checkpoint import NoteVerifier
+from appliance.audit.consistency import consistency_proof_for
 from appliance.audit.export import export_bundle
 from appliance.audit.log import AuditLog
 from appliance.audit.records import AuditEvent, metadata_of
 from appliance.audit.store import SearchFilter, SqlAuditStore
-from appliance.audit.verify import consistency_proof_for, verify_log
+from appliance.audit.verify import verify_log
 from appliance.audit.wiring import audit_verifier, open_audit_log
 from appliance.cli.common import ConfigOption, console, settings_from
 from appliance.config import Settings

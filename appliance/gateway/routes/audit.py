@@ -17,9 +17,9 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from appliance.audit.access import inclusion_proof_for, record_act, reveal, search_details
+from appliance.audit.consistency import consistency_proof_for
 from appliance.audit.records import AuditEvent, metadata_of
 from appliance.audit.store import SearchFilter, StoredEntry
-from appliance.audit.verify import consistency_proof_for
 from appliance.errors import ModelNotFound
 from appliance.gateway.audit_access import audit_log_of, request_actor
 from appliance.gateway.deps import AuditDep, ServicesDep, require_role

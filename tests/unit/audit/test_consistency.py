@@ -1,6 +1,7 @@
-"""appliance/audit/verify.py ``consistency_proof_for`` (what ``GET /audit/consistency``
-and ``appliance audit prove --consistency`` return), checked on the consumer side by
-the standalone verifier (appliance/audit/bundle_verifier.py ``consistency``)."""
+"""appliance/audit/consistency.py ``consistency_proof_for`` (what
+``GET /audit/consistency`` and ``appliance audit prove --consistency`` return), checked
+on the consumer side by the standalone verifier (appliance/audit/bundle_verifier.py
+``consistency``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from sqlalchemy import update
 from appliance.audit import bundle_verifier
 from appliance.audit.bundle_verifier import BundleError, verify_consistency_file
 from appliance.audit.checkpoint import NoteSigner, verify_checkpoint
+from appliance.audit.consistency import consistency_proof_for
 from appliance.audit.log import AuditLog
 from appliance.audit.merkle import EMPTY_ROOT, verify_consistency
-from appliance.audit.verify import consistency_proof_for
 from appliance.db.tables import audit_log
 from appliance.errors import InvalidRequest, ModelNotFound, VerificationError
 from tests.support.audit import ORIGIN, content_record
