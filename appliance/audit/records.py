@@ -54,6 +54,12 @@ class AuditEvent(StrEnum):
     AUDIT_EXPORT = "audit.export"
     AUDIT_SHRED = "audit.shred"
     AUDIT_RETENTION = "audit.retention"
+    # Browser sign-in and sign-out (API key or Keycloak), failed sign-ins included.
+    SIGN_IN = "auth.sign_in"
+    SIGN_OUT = "auth.sign_out"
+    # Admin acts on API keys, each recorded before it takes effect.
+    API_KEY_CREATE = "admin.api_key.create"
+    API_KEY_REVOKE = "admin.api_key.revoke"
 
 
 class Outcome(StrEnum):

@@ -15,6 +15,7 @@ from appliance.db import create_db_engine
 from appliance.errors import InvalidRequest
 from appliance.gateway.services import utc_now
 from appliance.identity.apikeys import ApiKeyService
+from appliance.identity.roles import Role
 from appliance.keys.deployment import deployment_secrets
 
 __all__ = ["app"]
@@ -60,7 +61,7 @@ def create(
         created = service.create(
             name=name,
             owner=owner,
-            roles=role or ["appliance-user"],
+            roles=role or [Role.USER.value],
             models=model or None,
             now=now,
             expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from appliance import __version__
@@ -48,7 +47,7 @@ from appliance.telemetry import (
     build_tracer_provider,
     metrics_router,
 )
-from appliance.ui import STATIC_DIR
+from appliance.ui.render import StaticAssets
 
 __all__ = ["create_app"]
 
@@ -166,5 +165,5 @@ def create_app(
     app.include_router(conversations_router)
     app.include_router(console_router)
     app.include_router(ui_admin_router)
-    app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
+    app.mount("/ui/static", StaticAssets(), name="ui-static")
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -16,7 +17,7 @@ from appliance.identity.apikey_cache import CacheMiss
 from appliance.identity.apikeys import API_KEY_PREFIX, ApiKeyRecord
 from appliance.identity.browser import BrowserSignIn
 from appliance.identity.oidc import IdentityUnavailable
-from appliance.identity.principal import Principal
+from appliance.identity.principal import AuthMethod, Principal
 from appliance.identity.sessions import BrowserSession
 
 __all__ = [
@@ -98,8 +99,31 @@ async def browser_session(
     now = services.clock().timestamp()
     session = services.sessions.get(session_id, now=now)
     if session is not None and now >= session.access_expires_at:
-        session = await signin_for(services).refresh(session_id, session, now=now)
+        if session.principal.auth_method is AuthMethod.API_KEY:
+            session = await _recheck_key_session(services, session_id, session, now=now)
+        else:
+            session = await signin_for(services).refresh(session_id, session, now=now)
     return None if session is None else (session_id, session)
+
+
+async def _recheck_key_session(
+    services: GatewayServices, session_id: str, session: BrowserSession, *, now: float
+) -> BrowserSession | None:
+    """A session signed in with an API key lives only as long as the key: look the key
+    up again (by id: the session never holds the secret); revoked, expired or gone
+    ends the session."""
+    assert services.sessions is not None and session.principal.key_id is not None
+    key_id = session.principal.key_id
+    try:
+        record = await anyio.to_thread.run_sync(lambda: services.api_keys.get(key_id))
+    except SQLAlchemyError as exc:
+        raise IdentityUnavailable("API keys cannot be checked right now") from exc
+    if record is None or not record.is_active(services.clock()):
+        services.sessions.delete(session_id)
+        return None
+    renewed = replace(session, access_expires_at=now + services.settings.auth.api_key_cache_s)
+    services.sessions.update(session_id, renewed)
+    return renewed
 
 
 async def _session_principal(request: Request, services: GatewayServices) -> Principal | None:
@@ -108,6 +132,8 @@ async def _session_principal(request: Request, services: GatewayServices) -> Pri
     if found is None:
         return None
     session = found[1]
+    # Known from here on: a refusal below is recorded with the session's user.
+    request_context(request).principal = session.principal
     if request.method not in _SAFE_METHODS and not session.csrf_matches(
         request.headers.get(CSRF_HEADER)
     ):

@@ -1,9 +1,9 @@
 """One renderer for every error: OpenAI-shaped JSON, the right status, no internals,
 and counted (``appliance_errors_total``) by the code the client gets.
 
-Requests to the API (``/v1/...``) and to the audit API (``/audit/...``) refused before
-they were admitted get a denial record here, so every request, allowed or not, leaves
-an audit trace.
+Requests to the JSON APIs (``/v1/``, ``/audit/``, ``/admin/``, ``/ui/api/``) refused
+before they were admitted get a denial record here, so every request, allowed or not,
+leaves an audit trace.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def error_response(error: ApplianceError) -> JSONResponse:
     return JSONResponse(error.to_openai(), status_code=error.status_code, headers=headers)
 
 
+# Every JSON API: inference, audit, admin, and the browser pages' own APIs. Pages and
+# unknown paths (scanners' 404s) are not requests to refuse, so leave no record.
+_AUDITED_APIS = ("/v1/", "/audit/", "/admin/", "/ui/api/")
+
+
 def _outcome(error: ApplianceError) -> Outcome:
     if isinstance(error, AuthenticationFailed | PermissionDenied | RateLimited):
         return Outcome.DENIED
@@ -47,7 +52,7 @@ def _outcome(error: ApplianceError) -> Outcome:
 
 async def _audit_refusal(request: Request, error: ApplianceError) -> ApplianceError:
     """Record a refused API request; if that fails, the answer becomes 503."""
-    if not request.url.path.startswith(("/v1/", "/audit/")):  # inference and audit API
+    if not request.url.path.startswith(_AUDITED_APIS):
         return error
     context = request_context(request)
     if context.admitted:

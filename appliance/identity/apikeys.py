@@ -13,6 +13,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from appliance.db.tables import api_keys
 from appliance.identity.principal import AuthMethod, Principal
+from appliance.identity.roles import Role
 
 __all__ = [
     "ADMIN_ROLES",
@@ -166,6 +167,12 @@ class ApiKeyService:
             )
             return bool(result.rowcount)
 
+    def get(self, key_id: str) -> ApiKeyRecord | None:
+        """The stored key with this id (active or not), or None."""
+        with self._engine.connect() as connection:
+            row = connection.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
+        return None if row is None else _record(row)
+
     def digest(self, secret: str) -> str:
         """The keyed hash a key is stored (and cached) under."""
         return hash_api_key(self._pepper, secret)
@@ -187,7 +194,7 @@ class ApiKeyService:
         return record if record is not None and record.is_active(now) else None
 
 
-ADMIN_ROLES = ("appliance-admin", "appliance-user")
+ADMIN_ROLES = (Role.ADMIN.value, Role.USER.value)
 
 
 def bootstrap_admin_key(service: ApiKeyService, *, now: datetime) -> NewApiKey | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.identity.roles import Role
+
 __all__ = [
     "APPLIANCE_ROLES",
     "SECRET_PLACEHOLDER",
@@ -24,9 +26,9 @@ __all__ = [
 ]
 
 APPLIANCE_ROLES: dict[str, str] = {
-    "appliance-user": "Use the models the policy grants to this role (chat, API)",
-    "appliance-auditor": "Compliance officer: read, verify and export the audit log",
-    "appliance-admin": "Administer API keys and configuration (no audit content)",
+    Role.USER: "Use the models the policy grants to this role (chat, API)",
+    Role.AUDITOR: "Compliance officer: read, verify and export the audit log",
+    Role.ADMIN: "Administer API keys and configuration (no audit content)",
 }
 
 

@@ -5,6 +5,11 @@ token and the tokens needed for refresh and RP-initiated logout, keyed by a SHA-
 the id (a memory dump does not hand out live cookies). Sessions live in the gateway
 process: with several gateway replicas, route a browser to the same replica (sticky
 sessions) until a shared store exists. Time is a parameter.
+
+A session signed in with an API key is only as alive as the key: its
+``access_expires_at`` is the next time the key must be looked up again (every
+``auth.api_key_cache_s``), and a revoke through this process ends it at once
+(:meth:`SessionStore.end_key_sessions`).
 """
 
 from __future__ import annotations
@@ -101,14 +106,17 @@ class SessionStore:
         access_expires_at: float,
         id_token: str | None = None,
         refresh_token: str | None = None,
+        not_after: float | None = None,
     ) -> tuple[str, BrowserSession]:
+        """A new session; ``not_after`` caps its life (an API key's own expiry)."""
         session_id = new_secret()
+        expires_at = now + self._ttl_s
         session = BrowserSession(
             principal=principal,
             csrf_token=new_secret(),
             created_at=now,
             last_seen=now,
-            expires_at=now + self._ttl_s,
+            expires_at=expires_at if not_after is None else min(expires_at, not_after),
             access_expires_at=access_expires_at,
             id_token=id_token,
             refresh_token=refresh_token,
@@ -138,6 +146,14 @@ class SessionStore:
 
     def delete(self, session_id: str) -> BrowserSession | None:
         return self._sessions.pop(_digest(session_id), None)
+
+    def end_key_sessions(self, key_id: str) -> int:
+        """End every session signed in with the API key ``key_id`` (it was revoked);
+        how many ended."""
+        ended = [k for k, s in self._sessions.items() if s.principal.key_id == key_id]
+        for key in ended:
+            del self._sessions[key]
+        return len(ended)
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.responses import Response
+from starlette.types import Scope
 
-__all__ = ["PAGE_HEADERS", "STATIC_DIR", "TEMPLATE_DIR", "render_page"]
+__all__ = ["PAGE_HEADERS", "STATIC_DIR", "TEMPLATE_DIR", "StaticAssets", "render_page"]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -40,3 +43,16 @@ def _environment() -> Environment:
 def render_page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
     html = _environment().get_template(template).render(**context)
     return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+
+
+class StaticAssets(StaticFiles):
+    """The pages' scripts and styles, never sniffed into another type (a script
+    served as text/plain must not run)."""
+
+    def __init__(self) -> None:
+        super().__init__(directory=STATIC_DIR)
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response

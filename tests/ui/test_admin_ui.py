@@ -30,9 +30,19 @@ def test_admin_sees_engines_and_manages_keys(
     row = page.locator("#keys tr", has_text="reporting job")
     row.filter(has_text="active").wait_for()
     screenshot(page, "admin-desktop", tmp_path)
+    # The admin's own key is marked, with nothing to revoke: that would lock them out.
+    own = page.locator("#keys tbody tr", has_text="your key")
+    assert own.count() == 1 and own.get_by_role("button").count() == 0
+    # Someone is chatting in a browser with the new key when the admin revokes it.
+    user = new_context().new_page()
+    sign_in(user, gateway.url, secret, "/ui/chat")
     page.once("dialog", lambda d: d.accept())
     row.get_by_role("button", name="Revoke key reporting job").click()
     row.filter(has_text="revoked").wait_for()
+    assert page.locator("#new-key").is_hidden()  # no revoked secret left on screen
+    assert page.text_content("#new-key-secret") == ""
+    user.goto(f"{gateway.url}/ui/chat")  # that browser session ended with the key
+    assert "/ui/login" in user.url
     page.set_viewport_size(PHONE)
     screenshot(page, "admin-phone", tmp_path)
     # The revoked key no longer signs in.

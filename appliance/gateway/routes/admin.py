@@ -1,5 +1,9 @@
 """Admin API for API keys (role ``appliance-admin``): create, list, revoke.
 
+Creating and revoking a key are audit records (``admin.api_key.create`` and
+``.revoke``, never the secret); a key whose creation cannot be recorded is revoked at
+once and the caller gets 503. An admin cannot revoke the key they are calling with.
+
 The secret of a new key is in the creation answer only; the store keeps its keyed hash.
 An admin may grant only roles they hold themselves, so the admin role cannot mint an
 auditor key (admins do not read audit content unless they are auditors too).
@@ -10,26 +14,21 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from appliance.errors import ModelNotFound, PermissionDenied
-from appliance.gateway.deps import PrincipalDep, ServicesDep
+from appliance.audit.records import AuditEvent
+from appliance.errors import AuditUnavailable, InvalidRequest, ModelNotFound, PermissionDenied
+from appliance.gateway.acts import write_act
+from appliance.gateway.deps import PrincipalDep, ServicesDep, require_role
 from appliance.identity.apikeys import ApiKeyRecord
-from appliance.identity.principal import Principal
+from appliance.identity.roles import Role
 
 __all__ = ["ADMIN_ROLE", "router"]
 
-ADMIN_ROLE = "appliance-admin"
+ADMIN_ROLE = Role.ADMIN
 
-
-async def _require_admin(principal: PrincipalDep) -> Principal:
-    if not principal.has_role(ADMIN_ROLE):
-        raise PermissionDenied(f"this needs the role {ADMIN_ROLE}", code="missing_role")
-    return principal
-
-
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(_require_admin)])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[require_role(ADMIN_ROLE)])
 
 
 class CreateApiKey(BaseModel):
@@ -37,7 +36,7 @@ class CreateApiKey(BaseModel):
 
     name: str = Field(min_length=1, max_length=100, description="What the key is for")
     owner: str = Field(min_length=1, max_length=200, description="Responsible person/service")
-    roles: list[str] = Field(default_factory=lambda: ["appliance-user"], min_length=1)
+    roles: list[str] = Field(default_factory=lambda: [Role.USER.value], min_length=1)
     models: list[str] | None = Field(default=None, description="Model globs; default: by role")
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
@@ -81,12 +80,13 @@ class RevokedApiKey(BaseModel):
 
 @router.post("/api-keys", status_code=201, summary="Create an API key (secret shown once)")
 async def create_api_key(
-    body: CreateApiKey, principal: PrincipalDep, services: ServicesDep
+    body: CreateApiKey, request: Request, principal: PrincipalDep, services: ServicesDep
 ) -> CreatedApiKey:
     beyond = sorted(set(body.roles) - principal.roles)
     if beyond:
         raise PermissionDenied(
-            f"you cannot grant roles you do not hold: {', '.join(beyond)}", code="missing_role"
+            f"you cannot grant roles you do not hold: {', '.join(beyond)}",
+            code="role_not_grantable",
         )
     now = services.clock()
     expires = now + timedelta(days=body.expires_in_days) if body.expires_in_days else None
@@ -101,7 +101,27 @@ async def create_api_key(
         )
     )
     view = ApiKeyView.of(created.record)
+    try:  # the key works only once its creation is on record
+        await write_act(
+            services, request, event=AuditEvent.API_KEY_CREATE, principal=principal,
+            status_code=201, params=_key_facts(view),
+        )  # fmt: skip
+    except AuditUnavailable:
+        await anyio.to_thread.run_sync(lambda: services.api_keys.revoke(view.key_id, now=now))
+        raise
     return CreatedApiKey(**view.model_dump(), api_key=created.secret)
+
+
+def _key_facts(view: ApiKeyView) -> dict[str, object]:
+    """What the audit record says about a key: never its secret."""
+    return {
+        "key_id": view.key_id,
+        "key_name": view.name,
+        "key_owner": view.owner,
+        "key_roles": view.roles,
+        "key_models": view.models,
+        "key_expires_at": None if view.expires_at is None else view.expires_at.isoformat(),
+    }
 
 
 @router.get("/api-keys", summary="List API keys (never their secrets)")
@@ -111,10 +131,28 @@ async def list_api_keys(services: ServicesDep) -> ApiKeyList:
 
 
 @router.delete("/api-keys/{key_id}", summary="Revoke an API key at once")
-async def revoke_api_key(key_id: str, services: ServicesDep) -> RevokedApiKey:
+async def revoke_api_key(
+    key_id: str, request: Request, principal: PrincipalDep, services: ServicesDep
+) -> RevokedApiKey:
+    if key_id == principal.key_id:
+        # With one admin key (the bootstrap key), this would lock every admin out.
+        raise InvalidRequest(
+            "you are signed in with this key: revoke it with another admin key",
+            code="cannot_revoke_own_key",
+        )
+    now = services.clock()
+    found = await anyio.to_thread.run_sync(lambda: services.api_keys.get(key_id))
+    if found is None or found.revoked_at is not None:
+        raise ModelNotFound(f"no active API key with id {key_id}", code="api_key_not_found")
+    await write_act(  # on record before it takes effect
+        services, request, event=AuditEvent.API_KEY_REVOKE, principal=principal,
+        status_code=200, params=_key_facts(ApiKeyView.of(found)),
+    )  # fmt: skip
     # Through the cache when there is one, so this process forgets the key at once.
     keys = services.api_key_cache or services.api_keys
-    revoked = await anyio.to_thread.run_sync(lambda: keys.revoke(key_id, now=services.clock()))
+    revoked = await anyio.to_thread.run_sync(lambda: keys.revoke(key_id, now=now))
     if not revoked:
         raise ModelNotFound(f"no active API key with id {key_id}", code="api_key_not_found")
+    if services.sessions is not None:  # browser sessions made with it end now too
+        services.sessions.end_key_sessions(key_id)
     return RevokedApiKey(key_id=key_id, revoked=True)

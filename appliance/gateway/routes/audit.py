@@ -24,13 +24,14 @@ from appliance.errors import ModelNotFound
 from appliance.gateway.audit_access import audit_log_of, request_actor
 from appliance.gateway.deps import AuditDep, ServicesDep, require_role
 from appliance.identity.principal import Principal
+from appliance.identity.roles import Role
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
-AUDITOR = "appliance-auditor"
-WITNESS = "appliance-witness"
+AUDITOR = Role.AUDITOR
+WITNESS = Role.WITNESS
 AuditorDep = Annotated[Principal, require_role(AUDITOR)]
 WitnessDep = Annotated[Principal, require_role(AUDITOR, WITNESS)]
 

@@ -14,9 +14,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from appliance.errors import AuditUnavailable
+from appliance.gateway.acts import record_sign_in, sign_out_recorded
 from appliance.gateway.deps import SESSION_COOKIE, ServicesDep, SignInDep, browser_session
 from appliance.gateway.services import GatewayServices
 from appliance.identity.browser import SignInFailed
+from appliance.identity.principal import AuthMethod
 
 __all__ = ["LOGIN_COOKIE", "router"]
 
@@ -79,16 +82,21 @@ async def callback(
     again = '<p><a href="/auth/login">Sign in again</a></p>'
     if error or not code or not state:
         reason = f"the identity provider answered: {error}" if error else "incomplete answer"
-        return _page("Sign-in failed", f"<p>{escape(reason[:200])}</p>{again}", 400)
+        return await _sign_in_failed(request, services, reason[:200])
     try:
-        session_id, _, next_path = await signin.finish(
+        session_id, session, next_path = await signin.finish(
             state=state,
             code=code,
             binding=request.cookies.get(LOGIN_COOKIE),
             now=services.clock().timestamp(),
         )
     except SignInFailed as failed:
-        return _page("Sign-in failed", f"<p>{escape(failed.reason)}</p>{again}", 400)
+        return await _sign_in_failed(request, services, failed.reason)
+    try:
+        await record_sign_in(services, request, method=AuthMethod.OIDC, principal=session.principal)
+    except AuditUnavailable:
+        services.sessions.delete(session_id)  # type: ignore[union-attr]
+        return _page("Sign-in failed", f"<p>{escape(_AUDIT_DOWN)}</p>{again}", 503)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         SESSION_COOKIE, session_id, max_age=int(services.settings.oidc.session_ttl_s), path="/",
@@ -96,6 +104,22 @@ async def callback(
     )  # fmt: skip
     response.delete_cookie(LOGIN_COOKIE, path="/auth")
     return response
+
+
+_AUDIT_DOWN = "The audit log is unavailable, so signing in is not possible right now."
+
+
+async def _sign_in_failed(request: Request, services: GatewayServices, reason: str) -> Response:
+    """The failure page, after the failed attempt is in the audit log."""
+    again = '<p><a href="/auth/login">Sign in again</a></p>'
+    try:
+        await record_sign_in(
+            services, request, method=AuthMethod.OIDC, principal=None, failure=reason,
+            status_code=400,
+        )  # fmt: skip
+    except AuditUnavailable:
+        return _page("Sign-in failed", f"<p>{escape(_AUDIT_DOWN)}</p>{again}", 503)
+    return _page("Sign-in failed", f"<p>{escape(reason)}</p>{again}", 400)
 
 
 @router.get("/")
@@ -142,6 +166,7 @@ async def logout(request: Request, signin: SignInDep, services: ServicesDep) -> 
     presented = next(iter(form.get("csrf_token", [])), None)
     if not _same_origin(request, base) or not session.csrf_matches(presented):
         return _page("Sign-out refused", "<p>The request did not come from this site.</p>", 403)
+    await sign_out_recorded(services, request, session.principal)
     services.sessions.delete(session_id)  # type: ignore[union-attr]
     url = await signin.logout_url(session, post_logout_uri=f"{base}/auth/logged-out")
     response = RedirectResponse(url, status_code=303)

@@ -32,14 +32,15 @@ from appliance.gateway.audit_access import audit_log_of, request_actor
 from appliance.gateway.deps import AuditDep, ServicesDep, require_role
 from appliance.gateway.services import GatewayServices
 from appliance.identity.principal import Principal
+from appliance.identity.roles import Role
 
 __all__ = ["admin_router", "router"]
 
 router = APIRouter(prefix="/ui/api/audit", tags=["ui"], include_in_schema=False)
 admin_router = APIRouter(prefix="/ui/api/admin", tags=["ui"], include_in_schema=False)
 
-AuditorDep = Annotated[Principal, require_role("appliance-auditor")]
-AdminDep = Annotated[Principal, require_role("appliance-admin")]
+AuditorDep = Annotated[Principal, require_role(Role.AUDITOR)]
+AdminDep = Annotated[Principal, require_role(Role.ADMIN)]
 
 
 def _checkpoint_view(services: GatewayServices) -> dict[str, Any] | None:

@@ -16,11 +16,14 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from appliance.errors import AuditUnavailable
+from appliance.gateway.acts import record_sign_in, sign_out_recorded
 from appliance.gateway.deps import SESSION_COOKIE, ServicesDep, browser_session
 from appliance.gateway.services import GatewayServices
 from appliance.identity.browser import safe_next_path
 from appliance.identity.policy import allowed_models
 from appliance.identity.principal import AuthMethod
+from appliance.identity.roles import Role
 from appliance.identity.sessions import BrowserSession, new_secret
 from appliance.ui import render_page
 
@@ -28,9 +31,10 @@ __all__ = ["ADMIN", "AUDITOR", "router"]
 
 router = APIRouter(prefix="/ui", tags=["ui"], include_in_schema=False)
 
-AUDITOR = "appliance-auditor"
-ADMIN = "appliance-admin"
+AUDITOR = Role.AUDITOR
+ADMIN = Role.ADMIN
 _LOGIN_CSRF = "appliance_ui_login"
+_AUDIT_DOWN = "The audit log is unavailable, so signing in is not possible right now."
 
 
 def _secure(request: Request, services: GatewayServices) -> bool:
@@ -76,13 +80,14 @@ def _login_page(
     services: GatewayServices,
     next_path: str,
     error: str | None = None,
+    status: int = 400,
 ) -> Response:
-    """The sign-in form (400 with ``error``), with a fresh login CSRF token in the form and
-    in a cookie."""
+    """The sign-in form (``status`` with ``error``), with a fresh login CSRF token in the
+    form and in a cookie."""
     token = new_secret()
     response = render_page(
         "login.html",
-        status=200 if error is None else 400,
+        status=200 if error is None else status,
         title="Sign in",
         csrf_token=token,
         next=next_path,
@@ -124,13 +129,30 @@ async def login(request: Request, services: ServicesDep) -> Response:
     now = services.clock()
     record = await anyio.to_thread.run_sync(lambda: services.api_keys.authenticate(secret, now=now))
     if record is None:
-        return _login_page(
-            request, services, next_path, "That API key is not valid, revoked or expired."
+        failure = "That API key is not valid, revoked or expired."
+        try:
+            await record_sign_in(
+                services, request, method=AuthMethod.API_KEY, principal=None,
+                failure=failure, status_code=400,
+            )  # fmt: skip
+        except AuditUnavailable:
+            return _login_page(request, services, next_path, _AUDIT_DOWN, status=503)
+        return _login_page(request, services, next_path, failure)
+    try:
+        await record_sign_in(
+            services, request, method=AuthMethod.API_KEY, principal=record.principal()
         )
+    except AuditUnavailable:
+        return _login_page(request, services, next_path, _AUDIT_DOWN, status=503)
     ttl = services.settings.oidc.session_ttl_s
     stamp = now.timestamp()
+    # The key is looked up again every auth.api_key_cache_s (deps.browser_session), so a
+    # revoke from anywhere ends this session as it stops the key's bearer use.
     session_id, _ = services.sessions.create(
-        record.principal(), now=stamp, access_expires_at=stamp + ttl
+        record.principal(),
+        now=stamp,
+        access_expires_at=stamp + services.settings.auth.api_key_cache_s,
+        not_after=None if record.expires_at is None else record.expires_at.timestamp(),
     )
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
@@ -155,6 +177,7 @@ async def logout(request: Request, services: ServicesDep) -> Response:
         presented = next(iter(form.get("csrf_token", [])), None)
         if not session.csrf_matches(presented):
             return render_page("forbidden.html", status=403, title="Sign-out refused", role="")
+        await sign_out_recorded(services, request, session.principal)
         services.sessions.delete(session_id)
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -204,5 +227,6 @@ async def admin_page(request: Request, services: ServicesDep) -> Response:
         active="admin",
         plan=plan,
         roles=sorted(r for r in session.principal.roles if r.startswith("appliance-")),
+        own_key_id=session.principal.key_id,
         **_nav(session),
     )

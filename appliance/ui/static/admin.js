@@ -2,7 +2,10 @@
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
-  const fmt = (iso) => iso ? iso.slice(0, 16).replace("T", " ") : "–";
+  const fmt = App.time;
+  // The key this admin is signed in with: revoking it would lock them out.
+  const ownKey = $("keys").dataset.ownKey || "";
+  let shownKey = null;  // the new key whose secret is on screen
 
   async function engines() {
     const r = await App.api("GET", "/ui/api/admin/engines");
@@ -29,11 +32,14 @@
       tr.append(App.el("td", {}, k.key_id.slice(0, 8)), App.el("td", {}, k.name), App.el("td", {}, k.owner),
         App.el("td", {}, k.roles.join(", ")), App.el("td", {}, fmt(k.created_at)), App.el("td", {}, state));
       const td = App.el("td");
-      if (state === "active") {
+      if (k.key_id === ownKey) {
+        td.append(App.el("span", { class: "muted" }, "your key"));
+      } else if (state === "active") {
         const b = App.el("button", { type: "button", class: "small danger", "aria-label": "Revoke key " + k.name }, "Revoke");
         b.addEventListener("click", async () => {
           if (!window.confirm("Revoke the key " + k.name + "? Clients using it stop working at once.")) return;
           const d = await App.api("DELETE", "/admin/api-keys/" + encodeURIComponent(k.key_id));
+          if (d.ok && k.key_id === shownKey) { $("new-key").hidden = true; $("new-key-secret").textContent = ""; shownKey = null; }
           if (d.ok) keys();
         });
         td.append(b);
@@ -48,9 +54,11 @@
     const body = { name: $("key-name").value.trim(), owner: $("key-owner").value.trim(), roles: [$("key-role").value] };
     if ($("key-days").value) body.expires_in_days = Number($("key-days").value);
     const r = await App.api("POST", "/admin/api-keys", body);
-    const box = $("new-key");
-    if (!r.ok) { box.hidden = false; box.className = "error"; box.textContent = App.friendly(r.status, r.data); return; }
+    const box = $("new-key"), error = $("key-error");
+    if (!r.ok) { box.hidden = true; error.hidden = false; error.textContent = App.friendly(r.status, r.data); return; }
+    error.hidden = true;
     $("new-key-secret").textContent = r.data.api_key;
+    shownKey = r.data.key_id;
     box.hidden = false;
     keys();
   });

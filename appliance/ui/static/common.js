@@ -50,5 +50,12 @@ const App = (() => {
     return a;
   }
 
-  return { csrf, headers, api, friendly, el, signInLink };
+  // One format for every time on every page: 2026-12-05 10:04:59 UTC.
+  function time(iso) {
+    if (!iso) return "–";
+    const d = new Date(iso);
+    return isNaN(d) ? String(iso) : d.toISOString().slice(0, 19).replace("T", " ") + " UTC";
+  }
+
+  return { csrf, headers, api, friendly, el, signInLink, time };
 })();

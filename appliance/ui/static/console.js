@@ -5,7 +5,7 @@
   const PAGE = 20;
   let rows = [], page = 0, selected = null;
 
-  function fmt(iso) { return iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "–"; }
+  const fmt = App.time;
 
   async function search(e) {
     if (e) e.preventDefault();

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
+from appliance.audit.records import AuditEvent, Outcome
 from appliance.gateway.services import GatewayServices, utc_now
 from tests.oidc.provider import KeycloakRealm
 from tests.support.fake_vllm import FakeState
@@ -43,7 +44,7 @@ def csrf_of(page: httpx.Response) -> str:
 
 
 def test_sign_in_session_csrf_and_logout(live) -> None:
-    base, app, _ = live
+    base, app, audit = live
     with httpx.Client() as browser:
         home = sign_in(browser, base)
         assert home.status_code == 200 and str(home.url) == f"{base}/"
@@ -80,6 +81,13 @@ def test_sign_in_session_csrf_and_logout(live) -> None:
         assert "id_token_hint" in query
         assert 'appliance_session=""' in out.headers["set-cookie"]
 
+        # Both ends of the session are on record, with the Keycloak user.
+        (signed_in,) = [r for r in audit.records if r.event is AuditEvent.SIGN_IN]
+        assert signed_in.outcome is Outcome.OK and signed_in.username == "alice"
+        assert signed_in.params == {"method": "oidc"}
+        (signed_out,) = [r for r in audit.records if r.event is AuditEvent.SIGN_OUT]
+        assert signed_out.subject == signed_in.subject
+
         # The session is gone on the gateway at once.
         after = browser.get(f"{base}/", follow_redirects=False)
         assert after.status_code == 303 and after.headers["location"].startswith("/auth/login")
@@ -101,11 +109,14 @@ def test_refresh_renews_the_session_after_the_access_token_expires(live) -> None
 
 @pytest.mark.parametrize("params", ["state=unknown&code=x", "error=access_denied", ""])
 def test_bad_callbacks_are_refused(live, params: str) -> None:
-    base, _, _ = live
+    base, _, audit = live
     response = httpx.get(f"{base}/auth/callback?{params}")
     assert response.status_code == 400
     assert "Sign-in failed" in response.text
     assert "set-cookie" not in response.headers
+    (failed,) = [r for r in audit.records if r.event is AuditEvent.SIGN_IN]
+    assert failed.outcome is Outcome.DENIED and failed.status_code == 400
+    assert failed.subject is None and failed.denial_reason
 
 
 def test_callback_from_another_browser_is_refused(live) -> None:
