@@ -129,6 +129,42 @@ def test_0002_moves_plain_records_into_the_log(database_url: str) -> None:
         engine.dispose()
 
 
+def test_0002_froze_the_version_1_leaf_it_writes() -> None:
+    """The migration keeps its own copy of the leaf encoding; while today's leaf is
+    still version 1, both must give the same bytes (NaN params, no team included)."""
+    import importlib.util
+    from datetime import UTC, datetime
+
+    from appliance.audit.records import (
+        LEAF_VERSION,
+        AuditEvent,
+        AuditRecord,
+        Outcome,
+        SealedEntry,
+        leaf_bytes,
+    )
+
+    path = Path(__file__).parents[3] / "appliance/db/migrations/versions/0002_audit_log.py"
+    spec = importlib.util.spec_from_file_location("migration_0002", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    row = {
+        "record_id": "r1", "recorded_at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        "event": "inference.request", "request_id": "req1", "subject": "apikey:a",
+        "username": "a", "auth_method": "api_key", "key_id": "k", "client_addr": "10.0.0.1",
+        "http_method": "POST", "path": "/v1/chat/completions", "model": "m",
+        "params": {"temperature": float("nan"), "n": [1, 2]}, "status_code": 0,
+        "outcome": "accepted", "denial_reason": None, "prompt_tokens": 3,
+        "completion_tokens": None, "latency_ms": 7,
+    }  # fmt: skip
+    record = AuditRecord(
+        **{**row, "event": AuditEvent(row["event"]), "outcome": Outcome(row["outcome"])}
+    )
+    assert LEAF_VERSION == 1, "a new leaf version: keep this test for the frozen v1 only"
+    assert migration.leaf_v1(5, row) == leaf_bytes(SealedEntry(5, record, None, None))
+
+
 def test_downgrade_to_0001_keeps_the_metadata(database_url: str) -> None:
     from alembic import command
 

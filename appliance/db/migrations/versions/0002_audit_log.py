@@ -8,6 +8,9 @@ Revises: 0001
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from datetime import UTC
 from typing import Any
 
@@ -90,21 +93,40 @@ def _legacy_rows(connection: sa.Connection) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in rows]
 
 
+def _finite(value: Any) -> Any:
+    """Non-finite floats as strings (canonical JSON has no NaN or Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def leaf_v1(index: int, row: dict[str, Any]) -> bytes:
+    """The version-1 Merkle leaf of a 0001 record, frozen here as it was when this
+    migration was written: a later leaf version must not change what this migration
+    produced (tests/unit/db/test_migrations.py checks it against today's encoding while
+    that is still version 1)."""
+    at = row["recorded_at"].astimezone(UTC).replace(tzinfo=None)
+    meta = {
+        **{name: row[name] for name in _LEGACY_COLUMNS},
+        "recorded_at": at.isoformat(timespec="microseconds") + "Z",
+        "params": None if row["params"] is None else _finite(row["params"]),
+        "team": None,  # 0001 had no team column
+    }
+    leaf = {"v": 1, "index": index, "meta": meta, "content": None}
+    return json.dumps(
+        leaf, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
 def upgrade() -> None:
     _create_tables()
     connection = op.get_bind()
     rows = _legacy_rows(connection)
     if rows:
-        # Imported here: only a database with 0001 records needs the leaf encoding.
-        from appliance.audit.merkle import leaf_hash
-        from appliance.audit.records import (
-            AuditEvent,
-            AuditRecord,
-            Outcome,
-            SealedEntry,
-            leaf_bytes,
-        )
-
         log = sa.table("audit_log", *(sa.column(c) for c in (*_LEGACY_COLUMNS, "idx", "leaf_hash")))
         log.c.params.type = sa.JSON()
         values = []
@@ -112,10 +134,8 @@ def upgrade() -> None:
             row.pop("seq")
             at = row["recorded_at"]
             row["recorded_at"] = at.replace(tzinfo=UTC) if at.tzinfo is None else at
-            record = AuditRecord(
-                **{**row, "event": AuditEvent(row["event"]), "outcome": Outcome(row["outcome"])}
-            )
-            leaf = leaf_hash(leaf_bytes(SealedEntry(index, record, None, None)))
+            # RFC 6962 §2.1: the leaf hash is SHA-256(0x00 || leaf).
+            leaf = hashlib.sha256(b"\x00" + leaf_v1(index, row)).digest()
             values.append({**row, "idx": index, "leaf_hash": leaf})
         connection.execute(sa.insert(log), values)
     op.drop_table("audit_records")
