@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uvicorn
 from rich.panel import Panel
 
 from appliance.cli.common import ConfigOption, console, settings_from
 from appliance.cli.engine import exit_on_sigterm, start_engine
 from appliance.db import create_db_engine, upgrade_database
 from appliance.engine import EngineSupervisor
-from appliance.gateway import create_app
+from appliance.gateway.run import gateway_url, run_gateway
 from appliance.gateway.services import utc_now
 from appliance.identity.apikeys import ApiKeyService, bootstrap_admin_key
 from appliance.keys.deployment import deployment_secrets
@@ -36,7 +35,7 @@ def up(config: ConfigOption = None) -> None:
     try:
         if settings.engine.enabled:
             supervisor = start_engine(settings, secrets)
-        url = f"http://{settings.gateway.host}:{settings.gateway.port}"
+        url = gateway_url(settings)
         lines = [
             f"gateway:  {url}/v1",
             f"models:   {', '.join(u.model for u in settings.effective_upstreams())}",
@@ -48,12 +47,7 @@ def up(config: ConfigOption = None) -> None:
                 admin.secret,
             ]
         console.print(Panel("\n".join(lines), title="appliance is up", expand=False))
-        uvicorn.run(
-            create_app(settings, secrets=secrets),
-            host=settings.gateway.host,
-            port=settings.gateway.port,
-            log_level="info",
-        )
+        run_gateway(settings, secrets)
     except KeyboardInterrupt:
         pass
     finally:

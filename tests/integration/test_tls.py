@@ -118,3 +118,52 @@ def test_mutual_tls_to_an_engine(harness, pki) -> None:
             response = client.post(CHAT, json=chat_body(), headers=auth(harness.user_key))
         assert response.status_code == 200
         assert len(state.requests) == 1
+
+
+def test_appliance_up_honours_the_gateway_tls_settings(
+    pki: Path, tmp_path: Path, fake_vllm
+) -> None:  # type: ignore[no-untyped-def]
+    """`appliance up` and `appliance serve` start the gateway the same way
+    (appliance/gateway/run.py): with TLS configured, `up` serves HTTPS only."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    port = free_port()
+    config = tmp_path / "appliance.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"),
+        "engine": {"enabled": False},
+        "gateway": {
+            "host": "127.0.0.1", "port": port, "tls_cert_file": str(pki / "gateway.crt"),
+            "tls_key_file": str(pki / "gateway.key"),
+            "upstreams": [{"model": "fake-model", "url": fake_vllm[0]}],
+        },
+    }), encoding="utf-8")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "up", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                response = httpx.get(
+                    f"https://127.0.0.1:{port}/healthz", verify=str(pki / "ca.crt")
+                )
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "appliance up did not start"
+                time.sleep(0.3)
+        assert response.status_code == 200
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+        with pytest.raises(httpx.HTTPError):  # no plain HTTP on that port
+            httpx.get(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert f"https://127.0.0.1:{port}/v1" in output
