@@ -7,6 +7,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Float,
     DateTime,
     Index,
     Integer,
@@ -23,6 +24,8 @@ __all__ = [
     "audit_contents",
     "audit_log",
     "audit_subject_keys",
+    "browser_logins",
+    "browser_sessions",
     "conversations",
     "metadata",
 ]
@@ -129,4 +132,32 @@ conversations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_conversations_subject", "subject"),
+)
+
+# Browser sessions, shared by every gateway process and kept across restarts
+# (appliance/identity/session_sql.py). The cookie's value is never stored: rows are
+# keyed by its SHA-256. ``sealed`` is AES-GCM under a key derived from the deployment
+# pepper: the principal, the CSRF token, and Keycloak's id and refresh tokens. Times are
+# POSIX seconds, as the session logic uses them.
+browser_sessions = Table(
+    "browser_sessions",
+    metadata,
+    Column("session_digest", LargeBinary(32), primary_key=True),
+    Column("key_id", String(32), nullable=True),  # API-key sessions: ended on revoke
+    Column("created_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("access_expires_at", Float, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    Index("ix_browser_sessions_key_id", "key_id"),
+    Index("ix_browser_sessions_expires_at", "expires_at"),
+)
+
+# Sign-ins in flight (Keycloak authorization code + PKCE): single use, ten minutes.
+browser_logins = Table(
+    "browser_logins",
+    metadata,
+    Column("state", String(128), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
 )

@@ -38,6 +38,7 @@ from appliance.gateway.upstream import Upstream
 from appliance.identity.apikey_cache import ApiKeyCache
 from appliance.identity.apikeys import ApiKeyService
 from appliance.identity.keycloak import KeycloakGateway, build_verifier
+from appliance.identity.session_sql import SqlSessions, session_sealing_key
 from appliance.identity.sessions import SessionStore
 from appliance.keys.deployment import DeploymentSecrets, deployment_secrets
 from appliance.limits import build_limiter
@@ -119,13 +120,13 @@ def create_app(
             keycloak = KeycloakGateway(settings.oidc)
             app.state.services.keycloak = keycloak
             app.state.services.identity = build_verifier(settings.oidc, keycloak)
-            app.state.services.sessions = SessionStore(
-                ttl_s=settings.oidc.session_ttl_s, idle_s=settings.oidc.session_idle_s
-            )
-        else:  # browser sign-in with an API key (appliance/gateway/routes/ui.py)
-            app.state.services.sessions = SessionStore(
-                ttl_s=settings.oidc.session_ttl_s, idle_s=settings.oidc.session_idle_s
-            )
+        # Browser sessions (Keycloak sign-in, or an API key at /ui/login) live in the
+        # database: shared by every gateway process, kept across restarts.
+        app.state.services.sessions = SessionStore(
+            ttl_s=settings.oidc.session_ttl_s,
+            idle_s=settings.oidc.session_idle_s,
+            backend=SqlSessions(database, session_sealing_key(resolved.api_key_pepper)),
+        )
         try:
             yield
         finally:

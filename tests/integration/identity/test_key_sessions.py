@@ -131,3 +131,22 @@ def test_static_assets_are_never_sniffed(gateway: OidcGateway) -> None:
         response = gateway.client.get(f"/ui/static/{asset}")
         assert response.status_code == 200
         assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_sessions_are_shared_by_gateway_processes_and_survive_a_restart(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    """Two gateways on one database (two workers, or a restart): a browser signed in at
+    one is signed in at the other, and a revoke at either ends it at both at once."""
+    first: OidcGateway = make_gateway()
+    second: OidcGateway = make_gateway()
+    admin = auth(first.api_key(["appliance-admin", "appliance-user"]))
+    created = first.client.post(KEYS, json={"name": "w", "owner": "walt"}, headers=admin)
+    key_id, secret = created.json()["key_id"], created.json()["api_key"]
+    with TestClient(first.app) as browser:
+        csrf = ui_sign_in(browser, secret)
+        cookie = browser.cookies.get("appliance_session")
+    assert cookie
+    with TestClient(second.app, cookies={"appliance_session": cookie}) as elsewhere:
+        assert _browser_chat(elsewhere, csrf) == 200  # the other process knows the session
+        assert second.client.delete(f"{KEYS}/{key_id}", headers=admin).status_code == 200
+    with TestClient(first.app, cookies={"appliance_session": cookie}) as again:
+        assert _browser_chat(again, csrf) == 401  # ended everywhere at once

@@ -50,7 +50,7 @@ def config(tmp_path: Path) -> Path:
 def upgraded(runner: CliRunner, config: Path) -> Path:
     result = runner.invoke(app, ["db", "upgrade", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    assert "0003" in result.output
+    assert "0004" in result.output
     return config
 
 
@@ -111,7 +111,7 @@ def test_db_upgrade_creates_database_in_data_dir(
     assert (tmp_path / "data" / "appliance.db").is_file()
     again = runner.invoke(app, ["db", "upgrade", "--config", str(upgraded)])
     assert again.exit_code == 0
-    assert "0003" in again.output
+    assert "0004" in again.output
 
 
 def test_keys_create_prints_the_secret_once(runner: CliRunner, upgraded: Path) -> None:
