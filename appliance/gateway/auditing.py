@@ -26,6 +26,7 @@ __all__ = [
     "delta_texts",
     "embedding_params",
     "request_content",
+    "response_tool_params",
     "tool_params",
     "write_audit",
 ]
@@ -134,6 +135,43 @@ def tool_params(payload: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _response_tool_name(tool: Any) -> Any:
+    """A Responses API tool's name: a function's ``name``, else the built-in tool's
+    ``type`` (``web_search_preview``, ``mcp`` ...)."""
+    if not isinstance(tool, dict):
+        return None
+    return tool.get("name") if tool.get("type") == "function" else tool.get("type")
+
+
+def response_tool_params(payload: dict[str, Any]) -> dict[str, Any]:
+    """:func:`tool_params` for ``/v1/responses``, whose tools and tool choice are flat
+    (``{"type": "function", "name": ...}``) and whose output format is ``text.format``:
+    the tool names, the tool choice (mode, ``{"function": name}`` or a built-in tool's
+    ``{"type": type}``), ``parallel_tool_calls`` and
+    ``response_format``: the ``text.format`` type. Never a description or a schema."""
+    params: dict[str, Any] = {}
+    tools = payload.get("tools")
+    if isinstance(tools, list):
+        params["tools"] = storable_names(_response_tool_name(tool) for tool in tools)
+    choice = payload.get("tool_choice")
+    mode = storable_names([choice]) if isinstance(choice, str) else []
+    if mode:
+        params["tool_choice"] = mode[0]
+    elif isinstance(choice, dict):
+        named = storable_names([_response_tool_name(choice)])
+        key = "function" if choice.get("type") == "function" else "type"
+        params["tool_choice"] = {key: named[0]} if named else "function"
+    if isinstance(payload.get("parallel_tool_calls"), bool):
+        params["parallel_tool_calls"] = payload["parallel_tool_calls"]
+    text = payload.get("text")
+    text_format = text.get("format") if isinstance(text, dict) else None
+    if isinstance(text_format, dict):
+        kind = storable_names([text_format.get("type")])
+        if kind:
+            params["response_format"] = kind[0]
+    return params
+
+
 def embedding_params(payload: dict[str, Any]) -> dict[str, Any]:
     """What an embeddings request says in clear: how many inputs, the encoding format
     and the dimensions asked for. Never the input itself (sealed content)."""
@@ -174,12 +212,17 @@ class Answer:
     """What the engine answered, for the audit: the text of each choice (in index
     order) and every tool call, each with its ``choice`` index, ``id``, ``type`` and
     ``function`` (``name``, ``arguments``). For embeddings only how many vectors and
-    their dimension: never a vector."""
+    their dimension: never a vector. For ``/v1/responses`` also the ``output`` items
+    as the engine sent them and the rest of the Response object (both None when the
+    response never completed), from which a later ``previous_response_id`` rebuilds
+    the conversation and ``GET /v1/responses/{id}`` answers."""
 
     texts: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     embeddings: int | None = None
     dimensions: int | None = None
+    output: list[Any] | None = None
+    response: dict[str, Any] | None = None  # the Response object but its output
 
     def tool_names(self) -> list[str]:
         return storable_names(_function_name(call) for call in self.tool_calls)
@@ -313,14 +356,19 @@ class AnswerStream:
 
 
 def answer_content(answer: Answer | None) -> dict[str, Any] | None:
-    """The sealed content of a completion record: the texts, and the tool calls with
-    their arguments when the answer made any; for embeddings their count and dimension
-    only (a vector can be inverted back to much of its text, so none is stored)."""
+    """The sealed content of a completion record: the texts, a response's output items,
+    and the tool calls with their arguments when the answer made any; for embeddings
+    their count and dimension only (a vector can be inverted back to much of its text,
+    so none is stored)."""
     if answer is None:
         return None
     if answer.embeddings is not None:
         return {"embeddings": answer.embeddings, "dimensions": answer.dimensions}
     content: dict[str, Any] = {"response": answer.texts}
+    if answer.output is not None:
+        content["output"] = answer.output
+    if answer.response is not None:
+        content["object"] = answer.response
     if answer.tool_calls:
         content["tool_calls"] = answer.tool_calls
     return content

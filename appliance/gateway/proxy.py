@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request, Response
@@ -28,24 +30,56 @@ from appliance.gateway.auditing import (
 )
 from appliance.gateway.body import read_json_body
 from appliance.gateway.context import RequestContext
+from appliance.gateway.response_store import load_stored_response
+from appliance.gateway.responses import (
+    ResponseEvents,
+    continued_input,
+    mint_response_id,
+    response_answer,
+    response_content,
+    response_params,
+    response_usage,
+    upstream_payload,
+)
 from appliance.gateway.schemas import (
     OpenAIRequest,
+    ResponseRequest,
     audited_params,
     check_embedding_batch,
+    check_removed_fields,
     check_token_budget,
     reserve_tokens,
     validate_request,
 )
 from appliance.gateway.services import GatewayServices
 from appliance.gateway.sse import Usage, usage_of
-from appliance.gateway.streaming import RelayResponse, StreamRelay
+from appliance.gateway.streaming import ChatEvents, RelayResponse, StreamEvents, StreamRelay
 from appliance.gateway.upstream import map_upstream_exceptions, upstream_status_error
 from appliance.identity.policy import denial_reason
 from appliance.identity.principal import Principal
 from appliance.limits import Lease, request_priority
 from appliance.telemetry import RequestObservation
 
-__all__ = ["proxy_openai"]
+__all__ = ["proxy_openai", "proxy_responses"]
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    """How one API's bodies are read for the audit: what of the request is sealed, and
+    where the answer keeps its usage and content, whole or streamed."""
+
+    request_content: Callable[[dict[str, Any]], dict[str, Any]]
+    usage: Callable[[dict[str, Any] | None], Usage | None]
+    answer: Callable[[dict[str, Any] | None], Answer | None]
+    events: Callable[[], StreamEvents]
+    # Chat and text completions stream usage only when asked (stream_options).
+    asks_usage: bool
+
+
+_COMPLETIONS = _Dialect(request_content, usage_of, answer_of, ChatEvents, asks_usage=True)
+_RESPONSES = _Dialect(
+    response_content, response_usage, response_answer, ResponseEvents, asks_usage=False
+)
 
 
 async def _admit(
@@ -83,7 +117,11 @@ def _observe(
     """Start the request's span and in-flight metrics (no content goes in either)."""
     if services.telemetry is None:
         return None
-    cap = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    cap = (
+        payload.get("max_completion_tokens")
+        or payload.get("max_tokens")
+        or payload.get("max_output_tokens")
+    )
     return services.telemetry.request(
         path=path,
         model=str(payload.get("model")),
@@ -140,6 +178,47 @@ def _with_usage_requested(payload: dict[str, Any]) -> tuple[dict[str, Any], bool
     return forwarded, True
 
 
+async def _read(
+    request: Request, services: GatewayServices, schema: type[OpenAIRequest]
+) -> tuple[dict[str, Any], OpenAIRequest]:
+    """The body, validated against ``schema`` and the gateway's limits."""
+    gateway = services.settings.gateway
+    payload = await read_json_body(
+        request, max_bytes=gateway.max_body_bytes, limits=services.json_limits
+    )
+    parsed = validate_request(schema, payload)
+    check_removed_fields(payload)
+    check_embedding_batch(parsed, gateway.max_embedding_inputs)
+    check_token_budget(payload, parsed, gateway.max_request_tokens)
+    return payload, parsed
+
+
+def _route(
+    services: GatewayServices,
+    request: Request,
+    principal: Principal,
+    context: RequestContext,
+    payload: dict[str, Any],
+    parsed: OpenAIRequest,
+) -> tuple[dict[str, Any], OpenAIRequest]:
+    """Aliases and policy routes pick the served model; policy applies to that one."""
+    target = services.upstream.resolve(parsed.model, roles=principal.roles, headers=request.headers)
+    if target != parsed.model:
+        payload = {**payload, "model": target}
+        parsed = parsed.model_copy(update={"model": target})
+    context.model = parsed.model
+    return payload, parsed
+
+
+def _authorize(services: GatewayServices, principal: Principal, model: str) -> None:
+    # Policy before existence: a caller learns nothing about models it may not use.
+    refusal = denial_reason(principal, model, services.settings.policy.role_models)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
+    if not services.upstream.serves(model):
+        raise ModelNotFound(f"model {model!r} does not exist")
+
+
 async def proxy_openai(
     request: Request,
     *,
@@ -149,36 +228,62 @@ async def proxy_openai(
     schema: type[OpenAIRequest],
     path: str,
 ) -> Response:
-    settings = services.settings
-    gateway = settings.gateway
-    payload = await read_json_body(
-        request, max_bytes=gateway.max_body_bytes, limits=services.json_limits
-    )
-    parsed = validate_request(schema, payload)
-    check_embedding_batch(parsed, gateway.max_embedding_inputs)
-    check_token_budget(payload, parsed, gateway.max_request_tokens)
-    # Aliases and policy routes pick the served model; policy applies to that one.
-    target = services.upstream.resolve(parsed.model, roles=principal.roles, headers=request.headers)
-    if target != parsed.model:
-        payload = {**payload, "model": target}
-        parsed = parsed.model_copy(update={"model": target})
-    context.model = parsed.model
+    """Chat completions, completions and embeddings."""
+    payload, parsed = await _read(request, services, schema)
+    payload, parsed = _route(services, request, principal, context, payload, parsed)
     context.params = {
         **audited_params(payload),
         **tool_params(payload),
         **embedding_params(payload),
     }
+    _authorize(services, principal, parsed.model)
+    return await _forward(
+        request, services=services, principal=principal, context=context,
+        payload=payload, parsed=parsed, path=path, dialect=_COMPLETIONS,
+    )  # fmt: skip
 
-    # Policy before existence: a caller learns nothing about models it may not use.
-    refusal = denial_reason(principal, parsed.model, settings.policy.role_models)
-    if refusal is not None:
-        raise PermissionDenied(refusal)
-    if not services.upstream.serves(parsed.model):
-        raise ModelNotFound(f"model {parsed.model!r} does not exist")
 
+async def proxy_responses(
+    request: Request, *, services: GatewayServices, principal: Principal, context: RequestContext
+) -> Response:
+    """``POST /v1/responses``: stored and continued by the gateway, never by the engine
+    (:mod:`appliance.gateway.responses`)."""
+    payload, parsed = await _read(request, services, ResponseRequest)
+    payload, parsed = _route(services, request, principal, context, payload, parsed)
+    assert isinstance(parsed, ResponseRequest)
+    response_id = mint_response_id(context.request_id)
+    previous = parsed.previous_response_id
+    context.params = response_params(
+        payload, response_id=response_id, store=parsed.store, previous=previous
+    )
+    _authorize(services, principal, parsed.model)
+    if previous is not None:
+        stored = await load_stored_response(services, principal.subject, previous)
+        payload = {**payload, "input": continued_input(stored.input, stored.output, parsed.input)}
+        check_token_budget(payload, parsed, services.settings.gateway.max_request_tokens)
+    return await _forward(
+        request, services=services, principal=principal, context=context,
+        payload=upstream_payload(payload, response_id=response_id), parsed=parsed,
+        path="/v1/responses", dialect=_RESPONSES,
+    )  # fmt: skip
+
+
+async def _forward(
+    request: Request,
+    *,
+    services: GatewayServices,
+    principal: Principal,
+    context: RequestContext,
+    payload: dict[str, Any],
+    parsed: OpenAIRequest,
+    path: str,
+    dialect: _Dialect,
+) -> Response:
+    """Admit (limits), record the request, relay the engine's answer, record it."""
+    settings = services.settings
     reserve = reserve_tokens(payload, parsed, settings.limits.default_max_tokens)
     lease, forwarded = await _admit(services, principal, payload, reserve)
-    if parsed.stream:
+    if parsed.stream and dialect.asks_usage:
         forwarded, strip_usage = _with_usage_requested(forwarded)
     else:
         strip_usage = False
@@ -190,7 +295,7 @@ async def proxy_openai(
             audit_record(
                 services, request, context,
                 event=AuditEvent.REQUEST, status_code=0, outcome=Outcome.ACCEPTED,
-                content=request_content(payload),
+                content=dialect.request_content(payload),
             ),
         )  # fmt: skip
     except BaseException:
@@ -263,7 +368,7 @@ async def proxy_openai(
             await finish(Outcome.UPSTREAM_ERROR, None, 502)
             raise UpstreamError(f"the engine for {parsed.model} sent an unreadable answer") from exc
         body_json = answer if isinstance(answer, dict) else None
-        await finish(Outcome.OK, usage_of(body_json), 200, answer_of(body_json))
+        await finish(Outcome.OK, dialect.usage(body_json), 200, dialect.answer(body_json))
         return Response(content=body, status_code=200, media_type=media_type)
 
     # RelayResponse settles the lease even if the client leaves before the first byte.
@@ -274,6 +379,7 @@ async def proxy_openai(
             strip_usage_chunk=strip_usage,
             on_finish=finish,
             on_first_chunk=observed.first_chunk if observed is not None else None,
+            events=dialect.events(),
         ),
         media_type=media_type,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

@@ -17,12 +17,15 @@ from appliance.limits.rules import estimate_tokens, reservation
 
 __all__ = [
     "AUDITED_PARAMS",
+    "REMOVED_GUIDED_FIELDS",
     "ChatCompletionRequest",
     "CompletionRequest",
     "EmbeddingRequest",
     "OpenAIRequest",
+    "ResponseRequest",
     "audited_params",
     "check_embedding_batch",
+    "check_removed_fields",
     "check_token_budget",
     "embedding_input_count",
     "embedding_input_tokens",
@@ -60,6 +63,31 @@ class ChatCompletionRequest(OpenAIRequest):
 
 class CompletionRequest(OpenAIRequest):
     prompt: str | list[Any] = Field(min_length=1)
+
+
+class ResponseRequest(OpenAIRequest):
+    """``POST /v1/responses``. ``store`` and ``previous_response_id`` are the gateway's
+    (the engine is always sent ``store: false``, see :mod:`appliance.gateway.responses`);
+    ``background`` needs the engine's own store, which the gateway never exposes."""
+
+    input: str | list[Any] = Field(min_length=1)
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    store: bool = True
+    # A response id the gateway minted (``resp_`` + 24 hex + ``_`` + a request id).
+    previous_response_id: str | None = Field(default=None, min_length=1, max_length=100)
+    background: bool | None = None
+
+    @field_validator("background")
+    @classmethod
+    def _no_background(cls, value: bool | None) -> bool | None:
+        if value:
+            raise PydanticCustomError(
+                "responses_background",
+                "background responses are not offered: they need the engine's own response "
+                "store, which the gateway does not expose; send the request without it",
+            )
+        return value
 
 
 _INPUT_SHAPES = "a string, a list of strings, a list of token ids or a list of token-id lists"
@@ -148,11 +176,49 @@ def check_embedding_batch(parsed: OpenAIRequest, limit: int) -> None:
             )
 
 
+# vLLM 0.32 dropped these guided-decoding fields; its OpenAI server now ignores them
+# (a warning in its log, HTTP 200, unconstrained output). Each maps to its replacement.
+REMOVED_GUIDED_FIELDS = {
+    "guided_json": 'structured_outputs: {"json": <schema>} or response_format '
+    '{"type": "json_schema", ...} (text.format on /v1/responses)',
+    "guided_regex": 'structured_outputs: {"regex": <pattern>}',
+    "guided_choice": 'structured_outputs: {"choice": [...]}',
+    "guided_grammar": 'structured_outputs: {"grammar": <EBNF grammar>}',
+    "guided_whitespace_pattern": 'structured_outputs: {"whitespace_pattern": <regex>}',
+    "guided_decoding_backend": "nothing per request: the engine picks its backend at start "
+    '(vLLM --structured-outputs-config \'{"backend": "xgrammar"}\'; default auto)',
+}
+
+
+def check_removed_fields(payload: dict[str, Any]) -> None:
+    """Refuse vLLM's removed ``guided_*`` fields: the engine would silently ignore them
+    and answer unconstrained, while the caller believes the output is constrained."""
+    for name, replacement in REMOVED_GUIDED_FIELDS.items():
+        if name in payload:
+            raise InvalidRequest(
+                f"field {name} is no longer supported by the engine (vLLM 0.32 removed it "
+                f"and would silently ignore it, leaving the output unconstrained); "
+                f"use {replacement}",
+                param=name,
+            )
+
+
+def _prompt_of(payload: dict[str, Any]) -> Any:
+    """What counts as the prompt: chat messages, a completion prompt, or a response's
+    instructions and input."""
+    if "messages" in payload or "prompt" in payload:
+        return payload.get("messages", payload.get("prompt", ""))
+    return [payload.get("instructions") or "", payload.get("input", "")]
+
+
 def reserve_tokens(payload: dict[str, Any], parsed: OpenAIRequest, default_max_tokens: int) -> int:
     """Tokens to reserve before the engine counts them: an embeddings request's input
     tokens (it generates none), else the prompt plus the answer's cap."""
     if isinstance(parsed, EmbeddingRequest):
         return embedding_input_tokens(parsed.input)
+    if isinstance(parsed, ResponseRequest):
+        cap = parsed.max_output_tokens or default_max_tokens
+        return estimate_tokens(len(json.dumps(_prompt_of(payload), ensure_ascii=False)), cap)
     return reservation(payload, default_max_tokens)
 
 
@@ -168,6 +234,7 @@ AUDITED_PARAMS = (
     "seed",
     "presence_penalty",
     "frequency_penalty",
+    "max_output_tokens",
 )
 
 
@@ -177,6 +244,15 @@ def audited_params(payload: dict[str, Any]) -> dict[str, Any]:
         for key in AUDITED_PARAMS
         if key in payload and isinstance(payload[key], bool | int | float | str)
     }
+
+
+def _answer_cap(parsed: OpenAIRequest) -> tuple[int, str]:
+    """The answer's cap as the caller set it (0: none) and the field that set it."""
+    for name in ("max_output_tokens", "max_completion_tokens"):
+        value = getattr(parsed, name, None)
+        if value:
+            return int(value), name
+    return parsed.max_tokens or 0, "max_tokens"
 
 
 def check_token_budget(payload: dict[str, Any], parsed: OpenAIRequest, limit: int) -> None:
@@ -189,15 +265,12 @@ def check_token_budget(payload: dict[str, Any], parsed: OpenAIRequest, limit: in
                 f"the input exceeds the gateway's limit of {limit} tokens", param="input"
             )
         return
-    cap = getattr(parsed, "max_completion_tokens", None) or parsed.max_tokens or 0
-    param = (
-        "max_completion_tokens" if getattr(parsed, "max_completion_tokens", None) else "max_tokens"
-    )
+    cap, param = _answer_cap(parsed)
     if cap > limit:
         raise InvalidRequest(
             f"field {param} exceeds the gateway's limit of {limit} tokens", param=param
         )
-    prompt = payload.get("messages", payload.get("prompt", ""))
+    prompt = _prompt_of(payload)
     if estimate_tokens(len(json.dumps(prompt, ensure_ascii=False)), cap) > limit:
         raise InvalidRequest(
             f"the prompt and {param} together exceed the gateway's limit of {limit} tokens",

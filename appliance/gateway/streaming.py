@@ -6,7 +6,10 @@ itself (the audit record needs token counts) and drops that final usage-only chu
 so the client sees exactly the stream it asked for. In that mode chunks are forwarded
 at SSE event boundaries (vLLM writes whole events, so nothing waits in practice).
 The text and tool call deltas are gathered as they pass, for the completion record
-(tool names in its metadata, everything in its encrypted content).
+(tool names in its metadata, everything in its encrypted content). How an API's events
+are read is a :class:`StreamEvents`: :class:`ChatEvents` for chat and text completions,
+``ResponseEvents`` (:mod:`appliance.gateway.responses`) for the Responses API, whose
+typed events are forwarded unchanged and whose usage comes in ``response.completed``.
 
 Whatever happens, the relay is finished exactly once: the engine connection closed,
 the quota lease settled and the completion record written. Usually the body's own
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Protocol
 
 import anyio
 from starlette.responses import StreamingResponse
@@ -38,7 +42,7 @@ from appliance.gateway.sse import (
 )
 from appliance.gateway.upstream import EngineResponse
 
-__all__ = ["RelayResponse", "StreamRelay", "error_event"]
+__all__ = ["ChatEvents", "RelayResponse", "StreamEvents", "StreamRelay", "error_event"]
 
 logger = logging.getLogger("appliance.gateway.streaming")
 
@@ -51,14 +55,46 @@ def error_event(message: str, *, code: str, error_type: str = "api_error") -> by
     return b"data: " + json.dumps(body).encode() + b"\n\ndata: [DONE]\n\n"
 
 
-def _read_event(event: bytes, answer: AnswerStream) -> tuple[Usage | None, bool]:
-    """Gather the event's text and tool call deltas; return (usage, whether it is the
-    usage-only chunk)."""
-    body = parse_event_json(event)
-    answer.add(body)
-    if b'"usage"' not in event:
-        return None, False
-    return usage_of(body), is_usage_only_chunk(body)
+class StreamEvents(Protocol):
+    """How one API's SSE events are read as they pass: what they say (usage, the
+    answer), which event ends the answer, and the event that reports a broken engine."""
+
+    def read(self, event: bytes) -> tuple[Usage | None, bool]:
+        """Gather the event; return (usage, whether it is the usage-only chunk the
+        gateway asked for)."""
+
+    def ends(self, event: bytes) -> bool:
+        """Whether the client holds the whole answer once it has this event."""
+
+    def answer(self) -> Answer:
+        """The answer gathered so far."""
+
+    def failure(self, message: str) -> bytes:
+        """The event(s) that end a stream whose engine broke off."""
+
+
+class ChatEvents:
+    """Chat and text completion chunks: deltas per choice, usage in a usage-only chunk,
+    ``data: [DONE]`` at the end."""
+
+    def __init__(self) -> None:
+        self._answer = AnswerStream()
+
+    def read(self, event: bytes) -> tuple[Usage | None, bool]:
+        body = parse_event_json(event)
+        self._answer.add(body)
+        if b'"usage"' not in event:
+            return None, False
+        return usage_of(body), is_usage_only_chunk(body)
+
+    def ends(self, event: bytes) -> bool:
+        return event_data(event) == "[DONE]"
+
+    def answer(self) -> Answer:
+        return self._answer.answer()
+
+    def failure(self, message: str) -> bytes:
+        return error_event(message, code="engine_error")
 
 
 class StreamRelay:
@@ -73,6 +109,7 @@ class StreamRelay:
         strip_usage_chunk: bool,
         on_finish: FinishCallback,
         on_first_chunk: Callable[[], None] | None = None,
+        events: StreamEvents | None = None,
     ) -> None:
         self._response = response
         self._model = model
@@ -80,7 +117,7 @@ class StreamRelay:
         self._on_finish = on_finish
         self._on_first_chunk = on_first_chunk
         self._usage: Usage | None = None
-        self._answer = AnswerStream()
+        self._events: StreamEvents = events if events is not None else ChatEvents()
         self._finished = False
 
     @property
@@ -107,19 +144,19 @@ class StreamRelay:
                     forwarded: list[bytes] = []
                     ends = False
                     for event in splitter.feed(chunk):
-                        found, usage_only = _read_event(event, self._answer)
+                        found, usage_only = self._events.read(event)
                         if found is not None:
                             self._usage = found
                         if not (strip and usage_only):
                             forwarded.append(event)
-                        ends = ends or event_data(event) == "[DONE]"
+                        ends = ends or self._events.ends(event)
                     if not strip:
                         yield chunk
                     elif forwarded:
                         yield b"".join(forwarded)
                     end_delivered = end_delivered or ends
                 if splitter.pending():
-                    _read_event(splitter.pending(), self._answer)
+                    self._events.read(splitter.pending())
                     if strip:
                         yield splitter.pending()
                 outcome, status = Outcome.OK, 200
@@ -127,8 +164,8 @@ class StreamRelay:
                 logger.warning("engine stream for %s broke off", self._model, exc_info=True)
                 outcome, status = Outcome.UPSTREAM_ERROR, 502
                 prefix = b"\n\n" if splitter.pending() else b""
-                yield prefix + error_event(
-                    f"the engine for {self._model} failed during the answer", code="engine_error"
+                yield prefix + self._events.failure(
+                    f"the engine for {self._model} failed during the answer"
                 )
         finally:
             if outcome is Outcome.CLIENT_DISCONNECTED and end_delivered:
@@ -148,7 +185,7 @@ class StreamRelay:
         with anyio.CancelScope(shield=True):
             await self._response.aclose()
             try:
-                await self._on_finish(outcome, self._usage, status, self._answer.answer())
+                await self._on_finish(outcome, self._usage, status, self._events.answer())
             except Exception:
                 logger.exception("completion audit record failed for a %s stream", self._model)
 

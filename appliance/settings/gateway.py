@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -22,6 +23,11 @@ class UpstreamSettings(Section):
 
     model: str
     url: str
+    kind: Literal["chat", "embedding"] = Field(
+        default="chat",
+        description="What the model does, shown in /v1/models: chat (generates: chat, "
+        "completions, responses) or embedding (pooling: /v1/embeddings)",
+    )
 
     _url = field_validator("url")(http_base_url)
 
@@ -129,4 +135,14 @@ class GatewaySettings(Section):
     def _tls_pair(self) -> GatewaySettings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("gateway.tls_cert_file and tls_key_file go together")
+        return self
+
+    @model_validator(mode="after")
+    def _one_kind_per_model(self) -> GatewaySettings:
+        kinds: dict[str, str] = {}
+        for upstream in self.upstreams:
+            if kinds.setdefault(upstream.model, upstream.kind) != upstream.kind:
+                raise ValueError(
+                    f"gateway.upstreams: the replicas of {upstream.model} differ in kind"
+                )
         return self

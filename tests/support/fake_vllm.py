@@ -19,6 +19,8 @@ vLLM's 400.
 one token per word or token id. Like vLLM 0.32, which mounts a route only for the
 tasks its model runs, ``/v1/embeddings`` answers any other model, and the completion
 routes answer ``fake-embed``, with FastAPI's bare ``404 {"detail": "Not Found"}``.
+
+``/v1/responses`` (the Responses API) lives in :mod:`tests.support.fake_responses`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.support.fake_responses import responses_endpoint
 
 SECRET = "engine-shared-secret"
 TOKENS = ["The", " capital", " of", " France", " is", " Paris", "."]
@@ -294,6 +298,11 @@ def create_fake_vllm(state: FakeState) -> Starlette:
             Route("/v1/chat/completions", completions, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route(
+                "/v1/responses",
+                responses_endpoint(state, secret=SECRET, no_route_model=EMBED_MODEL),
+                methods=["POST"],
+            ),
             Route("/health", health),
         ]
     )
