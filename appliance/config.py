@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigurationError
@@ -31,10 +31,14 @@ from appliance.settings import (
     OidcSettings,
     PolicyRoute,
     PolicySettings,
+    ProviderCredential,
+    ProviderEgress,
+    ProviderSettings,
     RoutingSettings,
     TelemetrySettings,
     UpstreamSettings,
 )
+from appliance.settings.egress import validate_providers
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -51,6 +55,9 @@ __all__ = [
     "OidcSettings",
     "PolicyRoute",
     "PolicySettings",
+    "ProviderCredential",
+    "ProviderEgress",
+    "ProviderSettings",
     "RoutingSettings",
     "Settings",
     "TelemetrySettings",
@@ -80,6 +87,12 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
+    external_providers: list[ProviderSettings] = Field(
+        default_factory=list,
+        description="Frontier APIs data may leave for (docs/egress.md); empty: nothing leaves",
+    )
+
+    _providers = field_validator("external_providers")(validate_providers)
 
     @classmethod
     def settings_customise_sources(
@@ -152,6 +165,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             raise ConfigurationError(f"invalid configuration ({path}): not UTF-8") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigurationError(f"invalid configuration ({path}): top level must be a map")
+        if loaded and not all(isinstance(key, str) for key in loaded):
+            odd = next(key for key in loaded if not isinstance(key, str))
+            raise ConfigurationError(
+                f"invalid configuration ({path}): top-level key {odd!r} is not a name"
+            )
         data = loaded or {}
     elif explicit:
         raise ConfigurationError(f"configuration file not found: {path}")

@@ -1,6 +1,7 @@
 """``appliance doctor``: every endpoint the configuration makes the appliance talk to,
-whether each stays inside the allowed networks, whether it is encrypted, and whether
-engines run with the offline and no-telemetry environment. The resolver is injected."""
+whether each stays inside the allowed networks, whether it is encrypted, whether
+engines run with the offline and no-telemetry environment, and where the audit keys
+are. The resolver is injected."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from appliance.audit.hsm_admin import key_backend_findings
 from appliance.config import Settings
 from appliance.engine.launch import OFFLINE_ENV, spec_from_settings
 
-__all__ = ["Endpoint", "Finding", "Report", "diagnose", "system_resolver"]
+__all__ = [
+    "Endpoint",
+    "Finding",
+    "Report",
+    "diagnose",
+    "provider_findings",
+    "system_resolver",
+]
 
 Resolver = Callable[[str], list[str]]
 
@@ -138,4 +147,36 @@ def diagnose(settings: Settings, *, resolve: Resolver = system_resolver) -> Repo
         report.findings.append(Finding("ok", "gateway serves HTTPS (TLS 1.2 minimum, HSTS)"))
     if settings.telemetry.otlp_endpoint is None:
         report.findings.append(Finding("ok", "traces: no OTLP export configured"))
+    report.findings.extend(provider_findings(settings, resolve=resolve))
+    # Where the audit keys are; a PKCS#11 token is logged in to and inspected.
+    for level, message in key_backend_findings(settings):
+        report.findings.append(Finding(level, message))
     return report
+
+
+def provider_findings(settings: Settings, *, resolve: Resolver = system_resolver) -> list[Finding]:
+    """One line per external provider: its host, ceiling, teams and exactly what egress
+    the deploy paths open for it; "external providers: none" when nothing may leave."""
+    providers = settings.external_providers
+    if not providers:
+        return [Finding("ok", "external providers: none")]
+    found: list[Finding] = []
+    for p in providers:
+        egress = p.egress
+        opened = ", ".join(egress.opened_cidrs) + f" on {egress.port}/tcp"
+        way = f"via proxy {egress.proxy_url} ({opened})" if egress.proxy_url else opened
+        roles = f", roles {', '.join(p.roles)}" if p.roles else ""
+        found.append(Finding("warn", (
+            f"external provider {p.name}: {p.host}, max classification "
+            f"{p.max_classification}, teams {', '.join(p.teams)}{roles}; egress opens "
+            f"{way} from the gateway only"
+        )))  # fmt: skip
+        if egress.proxy_url is None:
+            addresses = resolve(p.host)
+            outside = [a for a in addresses if not _inside([a], egress.cidrs)]
+            if outside:
+                found.append(Finding("warn", (
+                    f"external provider {p.name}: {p.host} resolves to {', '.join(outside)}, "
+                    "outside egress.cidrs: the firewall will drop those connections"
+                )))  # fmt: skip
+    return found

@@ -3,6 +3,7 @@
 #  - the test identity provider (npm oidc-provider, pinned by tests/oidc/package-lock.json)
 #  - Debian's chromium for the browser tests (never a browser downloaded by a test tool)
 #  - Debian's nftables, to check the rendered egress rules
+#  - Debian's softhsm2, a PKCS#11 token for the audit-keys-in-an-HSM tests
 #  - Debian's container tools for `make image` and its tests: mmdebstrap, umoci, skopeo,
 #    podman and runc (no container registry is ever used)
 # Each is skipped with a message when this machine cannot install it; the tests that
@@ -36,6 +37,16 @@ elif [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
         || echo "could not install strace: the engine egress test will be skipped"
 else
     echo "no strace and no root apt-get: the engine egress test will be skipped"
+fi
+
+step "softhsm2 for the audit HSM tests (a PKCS#11 token: softhsm2-util, libsofthsm2.so)"
+if command -v softhsm2-util >/dev/null 2>&1; then
+    echo "found $(command -v softhsm2-util)"
+elif [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 \
+        || echo "could not install softhsm2: the HSM tests will be skipped"
+else
+    echo "no softhsm2-util and no root apt-get: the HSM tests will be skipped"
 fi
 
 step "chromium for browser tests"

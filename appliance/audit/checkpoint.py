@@ -18,6 +18,7 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -34,6 +35,7 @@ __all__ = [
     "NoteSigner",
     "NoteVerifier",
     "SignedNote",
+    "SigningKey",
     "key_id",
     "parse_checkpoint",
     "parse_note",
@@ -64,12 +66,21 @@ def _b64decode(text: str) -> bytes:
         raise VerificationError("malformed base64") from exc
 
 
+class SigningKey(Protocol):
+    """An Ed25519 private key that signs but need not be readable: one in memory
+    (``Ed25519PrivateKey``) or one that never leaves an HSM (appliance.audit.hsm)."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+    def public_key(self) -> Ed25519PublicKey: ...
+
+
 @dataclass(frozen=True)
 class NoteSigner:
     """An Ed25519 note signer; ``name`` is the key name (the log's origin)."""
 
     name: str
-    private_key: Ed25519PrivateKey
+    private_key: Ed25519PrivateKey | SigningKey
 
     def __post_init__(self) -> None:
         if not _valid_name(self.name):
@@ -103,6 +114,8 @@ class NoteSigner:
         return key_id(self.name, ED25519, self.public_key)
 
     def signer_key(self) -> str:
+        if not isinstance(self.private_key, Ed25519PrivateKey):
+            raise ValueError("this signing key is held in a token and cannot be exported")
         seed = self.private_key.private_bytes_raw()
         encoded = base64.b64encode(bytes([ED25519]) + seed).decode()
         return f"PRIVATE+KEY+{self.name}+{self.key_id.hex()}+{encoded}"

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
 
 from appliance.db.tables import audit_subject_keys
+from appliance.errors import ConfigurationError, VerificationError
 from appliance.keys.provider import KeyProvider
 
 __all__ = ["SubjectKeyRing", "wrap_context"]
@@ -97,6 +98,33 @@ class SubjectKeyRing:
             if subject in asked and key_id not in active:
                 del self._cache[key_id]
         return found
+
+    def check_master_key(self) -> None:
+        """Unwrap the newest active subject key: a master key that does not open the keys
+        in the database fails here, at start-up, instead of at some subject's next
+        request. ConfigurationError naming both master keys."""
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(
+                    audit_subject_keys.c.key_id,
+                    audit_subject_keys.c.subject,
+                    audit_subject_keys.c.wrapped_key,
+                    audit_subject_keys.c.master_key_id,
+                )
+                .where(audit_subject_keys.c.wrapped_key.is_not(None))
+                .order_by(audit_subject_keys.c.created_at.desc(), audit_subject_keys.c.key_id)
+                .limit(1)
+            ).first()
+        if row is None:
+            return
+        try:
+            self._provider.unwrap(row.wrapped_key, context=wrap_context(row.key_id, row.subject))
+        except VerificationError as exc:
+            raise ConfigurationError(
+                f"the audit master key {self._provider.key_id} does not open the subject keys "
+                f"in the database (the newest was wrapped by {row.master_key_id}); import that "
+                "key instead (`appliance audit keys init-hsm --import-files`)"
+            ) from exc
 
     def commit(self) -> None:
         self._cache.update(self._staged)

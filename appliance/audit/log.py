@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from appliance.audit.checkpoint import (
     NoteSigner,
     NoteVerifier,
     sign_checkpoint,
+    sign_note,
     verify_checkpoint,
 )
 from appliance.audit.envelope import seal
@@ -48,12 +50,20 @@ from appliance.audit.records import (
 from appliance.audit.store import SqlAuditStore, StoredCheckpoint, entry_row
 from appliance.errors import VerificationError
 
-__all__ = ["ANONYMOUS_SUBJECT", "AuditLog", "RecordRejected"]
+__all__ = ["ANONYMOUS_SUBJECT", "Appended", "AuditLog", "RecordRejected"]
 
 logger = logging.getLogger("appliance.audit.log")
 
 ANONYMOUS_SUBJECT = "-"  # content of a record without a principal is sealed under this
 _MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Appended:
+    """A record committed to the log: its leaf index and leaf hash."""
+
+    index: int
+    leaf_hash: bytes
 
 
 class RecordRejected(ValueError):
@@ -98,6 +108,10 @@ class AuditLog:
     @property
     def origin(self) -> str:
         return self._origin
+
+    def sign_note(self, text: str) -> str:
+        """A signed note over ``text`` by the log's checkpoint key (receipts)."""
+        return sign_note(text, self._signer)
 
     @property
     def verifier(self) -> NoteVerifier:
@@ -170,13 +184,14 @@ class AuditLog:
         """Seal and commit ``records`` in one transaction; return their leaf indices.
         Raises :class:`RecordRejected` (nothing committed) if any cannot be sealed."""
         results = self.append_each(records, all_or_nothing=True)
-        return [index for index in results if isinstance(index, int)]
+        return [result.index for result in results if isinstance(result, Appended)]
 
     def append_each(
         self, records: Sequence[AuditRecord], *, all_or_nothing: bool = False
-    ) -> list[int | RecordRejected]:
-        """Seal and commit ``records`` in one transaction: for each, its leaf index, or
-        the :class:`RecordRejected` that kept it out (the others commit without it).
+    ) -> list[Appended | RecordRejected]:
+        """Seal and commit ``records`` in one transaction: for each, where it went in
+        (:class:`Appended`: its leaf index and hash, what a receipt names), or the
+        :class:`RecordRejected` that kept it out (the others commit without it).
         Failures of the store itself still raise, and then nothing is committed."""
         if not self._opened:
             raise RuntimeError("AuditLog.open() first")
@@ -254,7 +269,7 @@ class AuditLog:
         *,
         force_checkpoint: bool,
         all_or_nothing: bool = False,
-    ) -> list[int | RecordRejected]:
+    ) -> list[Appended | RecordRejected]:
         now = self._clock()
         with self._store.engine.begin() as connection:
             # Under the append lock, rows other writers added are read before this batch
@@ -271,7 +286,7 @@ class AuditLog:
             keys = self._keyring.keys_for(connection, sealed_subjects, now)
             rows: list[dict[str, Any]] = []
             contents: list[dict[str, Any]] = []
-            results: list[int | RecordRejected] = []
+            results: list[Appended | RecordRejected] = []
             for record in records:
                 try:
                     entry, leaf, row, envelope = self._seal(record, tree.size, keys)
@@ -284,7 +299,7 @@ class AuditLog:
                 rows.append(row)
                 if envelope is not None:
                     contents.append({"idx": entry.index, "envelope": envelope})
-                results.append(entry.index)
+                results.append(Appended(entry.index, leaf))
             checkpoint = None
             if tree.size > self._checkpointed and (force_checkpoint or self._interval_elapsed()):
                 # Checkpoint times never go backwards (verify checks signing order by

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from appliance.audit.log import Appended
 from appliance.audit.records import AuditRecord
 
 __all__ = ["AuditSink", "MemoryAuditSink"]
@@ -11,8 +12,10 @@ __all__ = ["AuditSink", "MemoryAuditSink"]
 
 @runtime_checkable
 class AuditSink(Protocol):
-    async def append(self, record: AuditRecord) -> None:
-        """Return only once the record is durable; raise if it cannot be made so."""
+    async def append(self, record: AuditRecord) -> Appended | None:
+        """Return only once the record is durable; raise if it cannot be made so. A
+        Merkle log says where the record went in (what a receipt names); a sink that is
+        no log (tests) answers None."""
         ...
 
 
@@ -23,7 +26,8 @@ class MemoryAuditSink:
         self.records: list[AuditRecord] = []
         self.fail = False
 
-    async def append(self, record: AuditRecord) -> None:
+    async def append(self, record: AuditRecord) -> Appended | None:
         if self.fail:
             raise OSError("audit sink unavailable")
         self.records.append(record)
+        return None

@@ -23,7 +23,12 @@ from appliance.audit.records import (
     json_safe,
     leaf_bytes_of,
 )
-from appliance.db.tables import audit_checkpoints, audit_contents, audit_log
+from appliance.db.tables import (
+    audit_checkpoints,
+    audit_contents,
+    audit_cosignatures,
+    audit_log,
+)
 
 __all__ = [
     "LeafRow",
@@ -389,3 +394,30 @@ class SqlAuditStore:
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         with self._engine.connect() as connection:
             return self.latest_checkpoint_in(connection)
+
+    def insert_cosignature(self, tree_size: int, witness: str, line: str, at: datetime) -> None:
+        """Keep a witness's cosignature line of the checkpoint at ``tree_size`` (its
+        first one for that size; a repeat is ignored)."""
+        with self._engine.begin() as connection:
+            exists = connection.execute(
+                select(audit_cosignatures.c.tree_size).where(
+                    audit_cosignatures.c.tree_size == tree_size,
+                    audit_cosignatures.c.witness == witness,
+                )
+            ).first()
+            if exists is None:
+                connection.execute(
+                    insert(audit_cosignatures).values(
+                        tree_size=tree_size, witness=witness, line=line, created_at=at
+                    )
+                )
+
+    def cosignatures(self, tree_size: int) -> list[str]:
+        """The witnesses' signature lines for the checkpoint at ``tree_size``."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(audit_cosignatures.c.line)
+                .where(audit_cosignatures.c.tree_size == tree_size)
+                .order_by(audit_cosignatures.c.witness)
+            )
+            return [str(line) for (line,) in rows]

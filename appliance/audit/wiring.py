@@ -1,4 +1,7 @@
-"""Building the audit log from settings: key provider, signing key, log, writer."""
+"""Building the audit log from settings: key provider, signing key, log, writer.
+
+The keys come from files (or Vault for the master key), or with ``audit.keys.backend:
+pkcs11`` both from one PKCS#11 token (appliance.audit.hsm), where they stay."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from appliance.audit.checkpoint import NoteSigner, NoteVerifier
+from appliance.audit.hsm import open_hsm_keys
+from appliance.audit.hsm_session import TokenConfig
 from appliance.audit.keyring import SubjectKeyRing
 from appliance.audit.log import AuditLog
 from appliance.audit.writer import GroupCommitWriter
@@ -17,6 +22,7 @@ from appliance.keys.signing import load_signer
 
 __all__ = [
     "audit_key_provider",
+    "audit_keys",
     "audit_signer",
     "audit_verifier",
     "group_commit_writer",
@@ -30,6 +36,8 @@ def _now() -> datetime:
 
 def audit_key_provider(settings: Settings) -> KeyProvider:
     audit = settings.audit
+    if audit.keys.backend == "pkcs11":
+        return open_hsm_keys(TokenConfig.from_settings(audit.keys.pkcs11)).master_key
     if audit.key_provider == "vault":
         assert audit.vault_url is not None and audit.vault_token is not None  # validated
         return VaultTransitKeyProvider(
@@ -43,6 +51,9 @@ def audit_key_provider(settings: Settings) -> KeyProvider:
 
 
 def audit_signer(settings: Settings) -> NoteSigner:
+    if settings.audit.keys.backend == "pkcs11":
+        keys = open_hsm_keys(TokenConfig.from_settings(settings.audit.keys.pkcs11))
+        return keys.signer(settings.audit.origin)
     path = settings.audit.signing_key_file or settings.data_dir / "secrets" / "audit_signing_key"
     return load_signer(path, settings.audit.origin)
 
@@ -51,14 +62,27 @@ def audit_verifier(settings: Settings) -> NoteVerifier:
     return audit_signer(settings).verifier()
 
 
+def audit_keys(settings: Settings) -> tuple[KeyProvider, NoteSigner]:
+    """The master-key provider and the checkpoint signer; with pkcs11, both on one token
+    session (a second login from this process would only share the first)."""
+    if settings.audit.keys.backend == "pkcs11":
+        keys = open_hsm_keys(TokenConfig.from_settings(settings.audit.keys.pkcs11))
+        return keys.master_key, keys.signer(settings.audit.origin)
+    return audit_key_provider(settings), audit_signer(settings)
+
+
 def open_audit_log(
     settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = _now
 ) -> AuditLog:
     """An opened log (blocking: reads the tail since the latest checkpoint)."""
+    provider, signer = audit_keys(settings)
+    keyring = SubjectKeyRing(engine, provider)
+    if settings.audit.keys.backend == "pkcs11":
+        keyring.check_master_key()  # a wrong key in the token keeps the gateway down
     log = AuditLog(
         engine,
-        keyring=SubjectKeyRing(engine, audit_key_provider(settings)),
-        signer=audit_signer(settings),
+        keyring=keyring,
+        signer=signer,
         origin=settings.audit.origin,
         clock=clock,
         checkpoint_interval_s=settings.audit.checkpoint_interval_s,

@@ -23,14 +23,14 @@ import logging
 import anyio.to_thread
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, StatementError
 
-from appliance.audit.log import AuditLog, RecordRejected
+from appliance.audit.log import Appended, AuditLog, RecordRejected
 from appliance.audit.records import AuditRecord
 
 __all__ = ["GroupCommitWriter"]
 
 logger = logging.getLogger("appliance.audit.writer")
 
-_Item = tuple[AuditRecord, "asyncio.Future[None]"]
+_Item = tuple[AuditRecord, "asyncio.Future[Appended]"]
 
 
 class GroupCommitWriter:
@@ -60,14 +60,15 @@ class GroupCommitWriter:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
 
-    async def append(self, record: AuditRecord) -> None:
+    async def append(self, record: AuditRecord) -> Appended:
+        """Where the record went in, once it is durable."""
         if self._closed or self._task is None or self._task.done():
             raise OSError("the audit writer is not running")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((record, future))
         # Shielded: a cancelled caller (client gone) must not cancel the commit others
         # share; the record is written either way.
-        await asyncio.shield(future)
+        return await asyncio.shield(future)
 
     async def checkpoint(self) -> None:
         await anyio.to_thread.run_sync(self._log.checkpoint)
@@ -152,7 +153,7 @@ class GroupCommitWriter:
                 logger.warning("audit record refused: %s", result)
                 _settle(future, result)
             else:
-                _settle(future, None)
+                _settle(future, result)
 
 
 def _may_be_one_record(exc: Exception) -> bool:
@@ -164,12 +165,13 @@ def _may_be_one_record(exc: Exception) -> bool:
     return isinstance(exc, StatementError | ValueError | TypeError | UnicodeError)
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+def _settle(future: asyncio.Future[Appended], outcome: Appended | BaseException) -> None:
     if future.done():
         return
-    if error is None:
-        future.set_result(None)
+    if isinstance(outcome, Appended):
+        future.set_result(outcome)
         return
+    error = outcome
     future.set_exception(error)
     # A caller that went away (shielded await) never reads it: mark it retrieved so
     # asyncio does not log it; awaiting still raises.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -30,12 +32,15 @@ from appliance.audit.access import (
 from appliance.audit.checkpoint import NoteVerifier
 from appliance.audit.consistency import consistency_proof_for
 from appliance.audit.export import export_bundle
+from appliance.audit.forward import Batch, ForwardError, forwarder_for
 from appliance.audit.log import AuditLog
 from appliance.audit.records import AuditEvent, metadata_of
 from appliance.audit.store import SearchFilter, SqlAuditStore
 from appliance.audit.verify import verify_log
 from appliance.audit.wiring import audit_verifier, open_audit_log
-from appliance.cli.common import ConfigOption, console, settings_from
+from appliance.cli.audit_keys import keys_app
+from appliance.cli.common import ConfigOption, console, err_console, settings_from
+from appliance.cli.witness import check_witnesses
 from appliance.config import Settings
 from appliance.db import create_db_engine
 from appliance.errors import InvalidRequest
@@ -48,6 +53,7 @@ app = typer.Typer(
 )
 retention_app = typer.Typer(help="Retention of encrypted content.", no_args_is_help=True)
 app.add_typer(retention_app, name="retention")
+app.add_typer(keys_app, name="keys")
 
 ActorOption = Annotated[
     str | None,
@@ -113,16 +119,28 @@ def verify(
     jobs: Annotated[
         int, typer.Option(min=1, max=64, help="Worker processes that re-encode records")
     ] = 2,
+    skip_witnesses: Annotated[
+        bool,
+        typer.Option(
+            "--skip-witnesses",
+            help="Do not ask the configured witnesses (a rollback then goes unnoticed)",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Recompute the tree from the stored records and check every checkpoint.
+    """Recompute the tree from the stored records and check every checkpoint, then check
+    the log against what each configured witness last cosigned (audit.witnesses).
 
-    Exits non-zero naming the first bad record on any tampering."""
+    Exits non-zero naming the first bad record on any tampering, and naming the witness
+    on a rollback or fork."""
     with _store(config) as (settings, store):
         verifier = _verifier(settings, key)
         external = checkpoint.read_text(encoding="utf-8") if checkpoint else None
         report = verify_log(
             store, verifier, origin=settings.audit.origin, external=external, jobs=jobs
+        )
+        witnessed = (
+            [] if skip_witnesses else check_witnesses(settings, store, verifier, report.records)
         )
     console.print(
         f"OK: {report.records} records, {report.checkpoints} checkpoints; latest signed "
@@ -137,6 +155,12 @@ def verify(
         )
     if report.external_checkpoint is not None:
         console.print(f"outside checkpoint at size {report.external_checkpoint}: consistent")
+    for seen in witnessed:
+        console.print(
+            f"witness {seen.witness}: last cosigned size {seen.size} "
+            f"({datetime.fromtimestamp(seen.timestamp, UTC):%Y-%m-%d %H:%M:%S} UTC): consistent",
+            highlight=False,
+        )
     if report.contents_dropped:
         console.print(f"{report.contents_dropped} contents dropped by retention (leaves intact)")
 
@@ -321,3 +345,84 @@ def retention_apply(
             log, days=days or settings.audit.retention_days, actor=_actor(actor)
         )
     console.print(f"dropped content of {dropped} record(s)")
+
+
+@app.command("forward")
+def forward(
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="Forward what the log holds now, then exit (cron, tests); exit 1 if the "
+            "SIEM does not take it",
+        ),
+    ] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval",
+            min=0.1,
+            help="Seconds between looks for new records; default: audit.forward.poll_interval_s",
+            show_default=False,
+        ),
+    ] = None,
+    from_index: Annotated[
+        int | None,
+        typer.Option(
+            "--from-index",
+            min=0,
+            help="Start at this log index instead of the saved cursor (resend; the SIEM "
+            "drops repeats by index)",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Forward record metadata (never prompts or answers) to your SIEM, in log order:
+    RFC 5424 syslog, CEF or OCSF over TLS, TCP or UDP, as audit.forward in
+    appliance.yaml says. Follows the log until stopped (Ctrl-C, SIGTERM); resumes
+    from its cursor file. At least once: after a crash the last batch may arrive
+    again, with the same log index."""
+    with _store(config) as (settings, store):
+        forwarder = forwarder_for(settings, store)
+        start = forwarder.position(from_index).next_index
+        console.print(
+            f"forwarding {settings.audit.origin} from record {start} to "
+            f"{forwarder.destination} as {forwarder.fmt} "
+            f"(cursor: {forwarder.cursor_file.path})",
+            highlight=False,
+        )
+
+        def progress(batch: Batch) -> None:
+            console.print(
+                f"forwarded records {batch.first}-{batch.last} ({batch.count}); "
+                f"{batch.behind} behind",
+                highlight=False,
+            )
+
+        if once:
+            sent = forwarder.run_once(progress)
+            after = forwarder.position().next_index
+            console.print(f"done: {sent} record(s) forwarded; next is {after}", highlight=False)
+            return
+
+        def retry(error: ForwardError, delay: float) -> None:
+            err_console.print(
+                f"warning: {error.message}; retrying in {delay:g} s",
+                markup=False,
+                highlight=False,
+            )
+
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            forwarder.follow(
+                interval_s=interval or settings.audit.forward.poll_interval_s,
+                max_backoff_s=settings.audit.forward.max_backoff_s,
+                stop=stop, on_batch=progress, on_retry=retry,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            pass  # the cursor is saved after every batch
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        console.print(f"stopped; next is {forwarder.position().next_index}", highlight=False)

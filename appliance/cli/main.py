@@ -20,6 +20,7 @@ from appliance.cli import (
     plan,
     serve,
     up,
+    witness,
 )
 from appliance.cli.common import err_console
 from appliance.errors import ApplianceError
@@ -47,6 +48,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
 app.add_typer(certs.app, name="certs")
 app.add_typer(bundle.app, name="bundle")
+app.add_typer(witness.app, name="witness")
 
 
 def main() -> None:

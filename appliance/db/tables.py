@@ -7,8 +7,8 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    Float,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -22,6 +22,7 @@ __all__ = [
     "api_keys",
     "audit_checkpoints",
     "audit_contents",
+    "audit_cosignatures",
     "audit_log",
     "audit_subject_keys",
     "browser_logins",
@@ -132,6 +133,17 @@ conversations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_conversations_subject", "subject"),
+)
+
+# Witnesses' cosignatures of checkpoints (C2SP tlog-cosignature lines), kept beside
+# the checkpoints they cosign: inserted, never updated (appliance/audit/witnessing.py).
+audit_cosignatures = Table(
+    "audit_cosignatures",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("witness", String(200), primary_key=True),
+    Column("line", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 # Browser sessions, shared by every gateway process and kept across restarts

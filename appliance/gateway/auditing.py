@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from appliance.audit.log import RecordRejected
+from appliance.audit.log import Appended, RecordRejected
 from appliance.audit.records import AuditEvent, AuditRecord, Outcome, storable, storable_names
 from appliance.errors import ApplianceError, AuditUnavailable, InvalidRequest
 from appliance.gateway.context import RequestContext
@@ -83,10 +83,11 @@ def audit_record(
     return storable(record)
 
 
-async def write_audit(services: GatewayServices, record: AuditRecord) -> None:
-    """Append or raise AuditUnavailable: callers refuse the request when this fails."""
+async def write_audit(services: GatewayServices, record: AuditRecord) -> Appended | None:
+    """Append or raise AuditUnavailable: callers refuse the request when this fails.
+    Where the record went in (a Merkle log; None from a sink that is none)."""
     try:
-        await services.audit.append(record)
+        return await services.audit.append(record)
     except ApplianceError:
         raise
     except RecordRejected as exc:

@@ -9,6 +9,8 @@ from typing import Any
 
 from fastapi import Request, Response
 
+from appliance.audit.log import Appended
+from appliance.audit.receipts import RECEIPT_HEADER
 from appliance.audit.records import AuditEvent, AuditRecord, Outcome
 from appliance.errors import (
     ApplianceError,
@@ -30,6 +32,7 @@ from appliance.gateway.auditing import (
 )
 from appliance.gateway.body import read_json_body
 from appliance.gateway.context import RequestContext
+from appliance.gateway.receipting import issue_receipt
 from appliance.gateway.response_store import load_stored_response
 from appliance.gateway.responses import (
     ResponseEvents,
@@ -100,11 +103,10 @@ async def _admit(
     return lease, payload
 
 
-async def _timed_write_audit(services: GatewayServices, record: AuditRecord) -> None:
+async def _timed_write_audit(services: GatewayServices, record: AuditRecord) -> Appended | None:
     if services.telemetry is None:
-        await write_audit(services, record)
-    else:
-        await services.telemetry.timed_audit(write_audit(services, record))
+        return await write_audit(services, record)
+    return await services.telemetry.timed_audit(write_audit(services, record))
 
 
 def _observe(
@@ -290,7 +292,7 @@ async def _forward(
     observed = _observe(services, request, context, path, payload)
     # Fail closed: without a durable request record, no engine sees the request.
     try:
-        await _timed_write_audit(
+        request_leaf = await _timed_write_audit(
             services,
             audit_record(
                 services, request, context,
@@ -308,7 +310,8 @@ async def _forward(
 
     async def finish(
         outcome: Outcome, usage: Usage | None, status: int, answer: Answer | None = None
-    ) -> None:
+    ) -> str | None:
+        """Settle, observe, and write the completion record; the receipt of an answer."""
         if lease is not None:
             await lease.settle(_used_tokens(outcome, usage))
         if observed is not None:
@@ -318,7 +321,7 @@ async def _forward(
                 usage.prompt_tokens if usage else None,
                 usage.completion_tokens if usage else None,
             )
-        await _timed_write_audit(
+        completion_leaf = await _timed_write_audit(
             services,
             audit_record(
                 services, request, context,
@@ -328,6 +331,9 @@ async def _forward(
                 content=answer_content(answer), extra_params=answer_params(answer),
             ),
         )  # fmt: skip
+        if outcome is not Outcome.OK:
+            return None
+        return issue_receipt(services, context.request_id, request_leaf, completion_leaf)
 
     try:
         upstream = await services.upstream.open_stream(
@@ -368,8 +374,9 @@ async def _forward(
             await finish(Outcome.UPSTREAM_ERROR, None, 502)
             raise UpstreamError(f"the engine for {parsed.model} sent an unreadable answer") from exc
         body_json = answer if isinstance(answer, dict) else None
-        await finish(Outcome.OK, dialect.usage(body_json), 200, dialect.answer(body_json))
-        return Response(content=body, status_code=200, media_type=media_type)
+        receipt = await finish(Outcome.OK, dialect.usage(body_json), 200, dialect.answer(body_json))
+        headers = {RECEIPT_HEADER: receipt} if receipt is not None else None
+        return Response(content=body, status_code=200, media_type=media_type, headers=headers)
 
     # RelayResponse settles the lease even if the client leaves before the first byte.
     return RelayResponse(

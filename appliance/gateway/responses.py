@@ -198,16 +198,15 @@ class ResponseEvents:
                 return found
         return Answer(texts=["".join(self._deltas)])
 
-    def failure(self, message: str) -> bytes:
+    def failure(self, message: str, *, code: str = "engine_error") -> bytes:
         """OpenAI's ``error`` event, with an ``error`` object too: the official clients
         raise an ``APIError`` from it, as from a chat stream's error chunk."""
         body = {
             "type": "error",
-            "code": "engine_error",
+            "code": code,
             "message": message,
             "param": None,
             "sequence_number": self._sequence + 1,
-            "error": {"message": message, "type": "api_error", "param": None,
-                      "code": "engine_error"},
-        }  # fmt: skip
+            "error": {"message": message, "type": "api_error", "param": None, "code": code},
+        }
         return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"

@@ -1,10 +1,13 @@
 """Relaying an engine's SSE stream to the client, chunk by chunk.
 
-Each chunk is forwarded the moment it arrives. The one change the gateway makes: when
-the client did not ask for ``stream_options.include_usage``, the gateway asks for it
-itself (the audit record needs token counts) and drops that final usage-only chunk,
-so the client sees exactly the stream it asked for. In that mode chunks are forwarded
-at SSE event boundaries (vLLM writes whole events, so nothing waits in practice).
+Each whole SSE event is forwarded the moment it arrives (vLLM writes whole events, so
+nothing waits in practice). The changes the gateway makes: when the client did not ask
+for ``stream_options.include_usage``, the gateway asks for it itself (the audit record
+needs token counts) and drops that final usage-only chunk, so the client sees exactly
+the stream it asked for; and the event that ends the answer is held until the
+completion record is durable, then sent after an SSE comment carrying the answer's
+receipt (:mod:`appliance.audit.receipts`). If the record cannot be written, the
+client gets an error event (``audit_unavailable``) instead of the end.
 The text and tool call deltas are gathered as they pass, for the completion record
 (tool names in its metadata, everything in its encrypted content). How an API's events
 are read is a :class:`StreamEvents`: :class:`ChatEvents` for chat and text completions,
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
@@ -42,12 +46,28 @@ from appliance.gateway.sse import (
 )
 from appliance.gateway.upstream import EngineResponse
 
-__all__ = ["ChatEvents", "RelayResponse", "StreamEvents", "StreamRelay", "error_event"]
+__all__ = [
+    "ChatEvents",
+    "Finished",
+    "RelayResponse",
+    "StreamEvents",
+    "StreamRelay",
+    "error_event",
+]
 
 logger = logging.getLogger("appliance.gateway.streaming")
 
-# (outcome, usage, status, the answer so far: text of each choice and tool calls)
-FinishCallback = Callable[[Outcome, Usage | None, int, Answer | None], Awaitable[None]]
+# (outcome, usage, status, the answer so far: text of each choice and tool calls) ->
+# the receipt for an answered request (None otherwise); raises if not recorded.
+FinishCallback = Callable[[Outcome, Usage | None, int, Answer | None], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a relay ended: whether its completion record is durable, and its receipt."""
+
+    recorded: bool
+    receipt: str | None = None
 
 
 def error_event(message: str, *, code: str, error_type: str = "api_error") -> bytes:
@@ -69,8 +89,9 @@ class StreamEvents(Protocol):
     def answer(self) -> Answer:
         """The answer gathered so far."""
 
-    def failure(self, message: str) -> bytes:
-        """The event(s) that end a stream whose engine broke off."""
+    def failure(self, message: str, *, code: str = "engine_error") -> bytes:
+        """The event(s) that end a stream that cannot end well (``code``: the engine
+        broke off, or the audit log could not record the answer)."""
 
 
 class ChatEvents:
@@ -93,8 +114,8 @@ class ChatEvents:
     def answer(self) -> Answer:
         return self._answer.answer()
 
-    def failure(self, message: str) -> bytes:
-        return error_event(message, code="engine_error")
+    def failure(self, message: str, *, code: str = "engine_error") -> bytes:
+        return error_event(message, code=code)
 
 
 class StreamRelay:
@@ -118,11 +139,11 @@ class StreamRelay:
         self._on_first_chunk = on_first_chunk
         self._usage: Usage | None = None
         self._events: StreamEvents = events if events is not None else ChatEvents()
-        self._finished = False
+        self._finished: Finished | None = None
 
     @property
     def finished(self) -> bool:
-        return self._finished
+        return self._finished is not None
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         splitter = SseSplitter()
@@ -131,10 +152,10 @@ class StreamRelay:
         # cancels or closes this generator) unless an upstream error says otherwise.
         outcome = Outcome.CLIENT_DISCONNECTED
         status = 499
-        # Set once the client has been handed the terminal `data: [DONE]` event: a client
-        # that closes after it (the official clients do, at once) got the whole answer,
-        # even if the engine's connection has not reported its end yet.
-        end_delivered = False
+        # The event that ends the answer (``data: [DONE]``, ``response.completed``) and
+        # anything after it wait until the completion record is durable: a client holds
+        # a whole answer only once the log does, with its receipt just before the end.
+        held: list[bytes] = []
         try:
             try:
                 async for chunk in self._response.aiter_raw():
@@ -142,23 +163,27 @@ class StreamRelay:
                         self._on_first_chunk()
                         self._on_first_chunk = None
                     forwarded: list[bytes] = []
-                    ends = False
                     for event in splitter.feed(chunk):
                         found, usage_only = self._events.read(event)
                         if found is not None:
                             self._usage = found
-                        if not (strip and usage_only):
+                        if strip and usage_only:
+                            continue
+                        if held or self._events.ends(event):
+                            held.append(event)
+                        else:
                             forwarded.append(event)
-                        ends = ends or self._events.ends(event)
-                    if not strip:
-                        yield chunk
-                    elif forwarded:
+                    if forwarded:  # whole events only: an SSE client acts on nothing less
                         yield b"".join(forwarded)
-                    end_delivered = end_delivered or ends
-                if splitter.pending():
-                    self._events.read(splitter.pending())
-                    if strip:
-                        yield splitter.pending()
+                    if held:  # the answer is whole: no need to wait for the engine's close
+                        break
+                tail = splitter.pending()
+                if tail:
+                    self._events.read(tail)
+                    if held:
+                        held.append(tail)
+                    else:
+                        yield tail
                 outcome, status = Outcome.OK, 200
             except (UpstreamError, UpstreamTimeout, EngineUnavailable):
                 logger.warning("engine stream for %s broke off", self._model, exc_info=True)
@@ -167,27 +192,40 @@ class StreamRelay:
                 yield prefix + self._events.failure(
                     f"the engine for {self._model} failed during the answer"
                 )
+            if outcome is Outcome.OK:
+                finished = await self.finish(outcome, status)
+                if not finished.recorded:  # no durable record: no successful end either
+                    yield self._events.failure(
+                        "the answer could not be recorded in the audit log",
+                        code="audit_unavailable",
+                    )
+                    return
+                if finished.receipt is not None:
+                    yield b": receipt " + finished.receipt.encode("ascii") + b"\n\n"
+                if held:
+                    yield b"".join(held)
         finally:
-            if outcome is Outcome.CLIENT_DISCONNECTED and end_delivered:
-                outcome, status = Outcome.OK, 200
             await self.finish(outcome, status)
 
     async def finish(
         self, outcome: Outcome = Outcome.CLIENT_DISCONNECTED, status: int = 499
-    ) -> None:
+    ) -> Finished:
         """Close the engine stream and report the outcome, once. Shielded: on client
         disconnect we are being cancelled, yet the engine must be told to stop (closing
         the connection aborts the request in vLLM), the lease settled and the
         completion record written."""
-        if self._finished:
-            return
-        self._finished = True
+        if self._finished is not None:
+            return self._finished
+        self._finished = Finished(recorded=False)
         with anyio.CancelScope(shield=True):
             await self._response.aclose()
             try:
-                await self._on_finish(outcome, self._usage, status, self._events.answer())
+                receipt = await self._on_finish(outcome, self._usage, status, self._events.answer())
             except Exception:
                 logger.exception("completion audit record failed for a %s stream", self._model)
+            else:
+                self._finished = Finished(recorded=True, receipt=receipt)
+        return self._finished
 
 
 class RelayResponse(StreamingResponse):

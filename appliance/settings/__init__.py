@@ -11,6 +11,7 @@ from appliance.settings.audit import AuditSettings
 from appliance.settings.auth import AuthSettings
 from appliance.settings.base import Section
 from appliance.settings.database import DatabaseSettings
+from appliance.settings.egress import ProviderCredential, ProviderEgress, ProviderSettings
 from appliance.settings.engine import EngineServerTlsSettings, EngineSettings
 from appliance.settings.gateway import (
     EngineTlsSettings,
@@ -39,6 +40,9 @@ __all__ = [
     "OidcSettings",
     "PolicyRoute",
     "PolicySettings",
+    "ProviderCredential",
+    "ProviderEgress",
+    "ProviderSettings",
     "RoutingSettings",
     "Section",
     "TelemetrySettings",

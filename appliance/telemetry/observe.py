@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Mapping
+from typing import TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
@@ -14,6 +15,8 @@ from appliance.telemetry.metrics import GatewayMetrics
 from appliance.telemetry.tracing import PROPAGATOR, carrier, gateway_tracer
 
 __all__ = ["RequestObservation", "Telemetry"]
+
+T = TypeVar("T")
 
 # OpenTelemetry GenAI operation names (gen_ai.operation.name).
 _OPERATIONS = {
@@ -121,12 +124,12 @@ class Telemetry:
             stream=stream, max_tokens=max_tokens,
         )  # fmt: skip
 
-    async def timed_audit(self, write: Awaitable[None]) -> None:
+    async def timed_audit(self, write: Awaitable[T]) -> T:
         """Await an audit append, measuring the writer's lag (time until durable)."""
         started = time.perf_counter()
         self.metrics.audit_pending.inc()
         try:
-            await write
+            return await write
         except BaseException:
             self.metrics.audit_failures.inc()
             raise

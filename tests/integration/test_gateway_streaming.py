@@ -6,6 +6,7 @@ import httpx
 
 from appliance.audit.records import AuditEvent, Outcome
 from appliance.gateway import create_app
+from tests.support.receipts import without_receipt
 from tests.support.requests import CHAT, auth, chat_body
 from tests.support.servers import ServerThread
 
@@ -39,7 +40,7 @@ def test_completions_route_is_proxied_too(client, harness) -> None:
 def test_stream_with_client_usage_is_identical_to_upstream(client, harness) -> None:
     body = chat_body(stream=True, stream_options={"include_usage": True})
     with client.stream("POST", CHAT, json=body, headers=auth(harness.user_key)) as response:
-        received = b"".join(response.iter_raw())
+        received, _receipt = without_receipt(b"".join(response.iter_raw()))
     assert response.headers["content-type"].startswith("text/event-stream")
     assert received == harness.fake.sent[-1]
     assert harness.fake.requests[-1]["stream_options"] == {"include_usage": True}
@@ -51,7 +52,7 @@ def test_stream_without_usage_hides_the_usage_chunk_the_gateway_asked_for(client
     with client.stream(
         "POST", CHAT, json=chat_body(stream=True), headers=auth(harness.user_key)
     ) as response:
-        received = b"".join(response.iter_raw())
+        received, _receipt = without_receipt(b"".join(response.iter_raw()))
     upstream = harness.fake.sent[-1]
     # The gateway asked the engine for usage ...
     assert harness.fake.requests[-1]["stream_options"] == {"include_usage": True}

@@ -22,6 +22,7 @@ from appliance.gateway import create_app
 from appliance.gateway.responses import request_id_of
 from tests.integration.conftest import GatewayHarness
 from tests.support.fake_responses import PROMPT_TOKENS, RESPONSE_TEXT, TOKENS, TOOL_ARGUMENTS
+from tests.support.receipts import without_receipt
 from tests.support.requests import auth
 from tests.support.servers import ServerThread
 
@@ -54,17 +55,22 @@ def post(client: TestClient, key: str, **extra: Any) -> httpx.Response:
 
 
 def stream(client: TestClient, key: str, **extra: Any) -> tuple[httpx.Response, bytes]:
+    """The response, and its body without the receipt comment before the final event
+    (an answered stream has one; a broken or refused one none)."""
     with client.stream(
         "POST", RESPONSES, json=body(stream=True, **extra), headers=auth(key)
     ) as response:
-        return response, b"".join(response.iter_raw())
+        raw = b"".join(response.iter_raw())
+    if b"\n: receipt " not in b"\n" + raw:  # refused, or the engine broke off: no receipt
+        return response, raw
+    return response, without_receipt(raw)[0]
 
 
 def events(raw: bytes) -> list[dict[str, Any]]:
     """The data of each SSE event, checking that its ``event:`` line names its type."""
     found = []
     for block in raw.decode().split("\n\n"):
-        if not block:
+        if not block or block.startswith(":"):  # empty, or a comment (the receipt)
             continue
         lines = dict(line.split(": ", 1) for line in block.split("\n"))
         data = json.loads(lines["data"])

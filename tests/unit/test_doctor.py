@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from appliance.config import Settings
-from appliance.doctor import diagnose
+from appliance.doctor import Finding, diagnose, provider_findings
 
 ADDRESSES = {
     "engine-a.internal": ["10.0.0.5"],
@@ -49,3 +49,64 @@ def test_default_embedded_configuration_is_clean() -> None:
     report = diagnose(Settings(), resolve=resolve)
     assert not report.failed
     assert any("HF_HUB_OFFLINE=1" in f.message for f in report.findings)
+
+
+# -- external providers (issue #17) -------------------------------------------------------
+
+PROVIDER = {
+    "name": "openai",
+    "base_url": "https://api.openai.com/v1",
+    "credential": {"secret_file": "/etc/appliance/secrets/openai.key"},
+    "max_classification": "internal",
+    "teams": ["research", "marketing"],
+    "models": ["gpt-4.1@openai"],
+    "price_input_per_million": 2,
+    "price_output_per_million": 8,
+    "monthly_budget": {"*": 100},
+    "egress": {"cidrs": ["162.159.140.0/24"]},
+}
+
+
+def test_no_external_providers_by_default() -> None:
+    report = diagnose(Settings(), resolve=resolve)
+    assert [f for f in report.findings if "external provider" in f.message] == [
+        Finding("ok", "external providers: none")
+    ]
+
+
+def test_each_provider_shows_what_egress_opens() -> None:
+    proxied = {
+        **PROVIDER,
+        "name": "azure",
+        "base_url": "https://contoso.openai.azure.com/openai/v1",
+        "max_classification": "confidential",
+        "teams": ["legal"],
+        "roles": ["appliance-user"],
+        "models": ["gpt-4.1@azure"],
+        "egress": {"proxy_url": "http://proxy.internal:3128", "proxy_cidrs": ["10.9.0.10/32"]},
+    }
+    addresses = {**ADDRESSES, "api.openai.com": ["162.159.140.245"]}
+    settings = Settings(external_providers=[PROVIDER, proxied])
+    lines = [f.message for f in provider_findings(settings, resolve=lambda h: addresses[h])]
+    assert lines == [
+        "external provider openai: api.openai.com, max classification internal, teams "
+        "research, marketing; egress opens 162.159.140.0/24 on 443/tcp from the gateway only",
+        "external provider azure: contoso.openai.azure.com, max classification confidential, "
+        "teams legal, roles appliance-user; egress opens via proxy http://proxy.internal:3128 "
+        "(10.9.0.10/32 on 3128/tcp) from the gateway only",
+    ]
+    report = diagnose(settings, resolve=lambda h: addresses.get(h, []))
+    assert not report.failed
+    assert "external providers: none" not in [f.message for f in report.findings]
+    # A provider is not an on-premises endpoint: it is not checked against allowed_networks.
+    assert not [e for e in report.endpoints if e.host.endswith(("openai.com", "azure.com"))]
+
+
+def test_warns_when_the_provider_resolves_outside_its_cidrs() -> None:
+    settings = Settings(external_providers=[PROVIDER])
+    findings = provider_findings(settings, resolve=lambda h: ["162.159.140.9", "104.18.7.1"])
+    assert findings[-1] == Finding(
+        "warn",
+        "external provider openai: api.openai.com resolves to 104.18.7.1, outside "
+        "egress.cidrs: the firewall will drop those connections",
+    )

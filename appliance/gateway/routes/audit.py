@@ -18,11 +18,12 @@ from pydantic import BaseModel, Field
 
 from appliance.audit.access import inclusion_proof_for, record_act, reveal, search_details
 from appliance.audit.consistency import consistency_proof_for
+from appliance.audit.receipt_proofs import receipt_proof
 from appliance.audit.records import AuditEvent, metadata_of
 from appliance.audit.store import SearchFilter, StoredEntry
 from appliance.errors import ModelNotFound
 from appliance.gateway.audit_access import audit_log_of, request_actor
-from appliance.gateway.deps import AuditDep, ServicesDep, require_role
+from appliance.gateway.deps import AuditDep, PrincipalDep, ServicesDep, require_role
 from appliance.identity.principal import Principal
 from appliance.identity.roles import Role
 
@@ -56,7 +57,10 @@ async def latest_checkpoint(_principal: WitnessDep, store: AuditDep) -> PlainTex
     checkpoint = await anyio.to_thread.run_sync(store.latest_checkpoint)
     if checkpoint is None:
         raise ModelNotFound("no checkpoint has been signed yet", code="no_checkpoint")
-    return PlainTextResponse(checkpoint.note, media_type="text/plain; charset=utf-8")
+    # With the witnesses' cosignatures, as one C2SP signed note.
+    lines = await anyio.to_thread.run_sync(store.cosignatures, checkpoint.tree_size)
+    note = checkpoint.note + "".join(f"{line}\n" for line in lines)
+    return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
 
 
 @router.get("/consistency", summary="Consistency proof between two tree sizes")
@@ -137,6 +141,27 @@ async def record_proof(
     return await anyio.to_thread.run_sync(
         lambda: inclusion_proof_for(store, record_id, origin=log.origin, verifier=log.verifier)
     )
+
+
+@router.get("/receipts/{request_id}/proof", summary="Prove a receipt: your answer is in the log")
+async def receipt_proof_route(
+    request_id: str,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    store: AuditDep,
+    since: Annotated[int | None, Query(description="A checkpoint size you hold")] = None,
+) -> dict[str, Any]:
+    """Inclusion proofs of the receipt's two leaves (the request and the answer, as
+    sealed) to the latest signed checkpoint, and a consistency proof from ``since``.
+    Any caller, for their own requests; auditors for all."""
+    log = audit_log_of(services)
+    subject = None if principal.has_role(AUDITOR) else principal.subject
+    return await anyio.to_thread.run_sync(
+        lambda: receipt_proof(
+            store, request_id, origin=log.origin, verifier=log.verifier, subject=subject,
+            since=since,
+        )
+    )  # fmt: skip
 
 
 @router.post("/records/{record_id}/reveal", summary="Decrypt content (recorded, with reason)")

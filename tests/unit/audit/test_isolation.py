@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appliance.audit.checkpoint import NoteSigner
-from appliance.audit.log import AuditLog, RecordRejected
+from appliance.audit.log import Appended, AuditLog, RecordRejected
 from appliance.audit.records import AuditRecord, storable, storable_text
 from appliance.audit.verify import verify_log
 from appliance.audit.writer import GroupCommitWriter
@@ -59,7 +59,9 @@ def test_append_each_leaves_out_only_the_record_that_cannot_be_sealed(
     log: AuditLog, signer: NoteSigner
 ) -> None:
     results = log.append_each([content_record(1), poisoned(2), content_record(3)])
-    assert results[0] == 0 and results[2] == 1
+    assert isinstance(results[0], Appended) and isinstance(results[2], Appended)
+    assert results[0].index == 0 and results[2].index == 1
+    assert results[2].leaf_hash == log.store.leaf_rows_between(1, 2)[0].stored_leaf_hash
     assert isinstance(results[1], RecordRejected)
     assert [r.request_id for r in log.store.latest()] == ["req-3", "req-1"]
     assert verify_log(log.store, signer.verifier(), origin=ORIGIN).records == 2
@@ -76,13 +78,14 @@ def test_append_batch_stays_all_or_nothing(log: AuditLog) -> None:
 def test_a_naive_time_is_refused_alone(log: AuditLog) -> None:
     naive = make_record("naive", at=datetime(2025, 1, 1))
     results = log.append_each([naive, make_record("fine")])
-    assert isinstance(results[0], RecordRejected) and results[1] == 0
+    assert isinstance(results[0], RecordRejected)
+    assert isinstance(results[1], Appended) and results[1].index == 0
 
 
 def test_poisoned_records_beside_40_innocent_ones_fail_alone(
     log: AuditLog, signer: NoteSigner
 ) -> None:
-    async def main() -> list[BaseException | None]:
+    async def main() -> list[BaseException | Appended]:
         writer = GroupCommitWriter(log, max_records=64, max_wait_ms=5)
         await writer.start()
         appends = []
@@ -95,7 +98,7 @@ def test_poisoned_records_beside_40_innocent_ones_fail_alone(
         return results
 
     results = asyncio.run(main())
-    rejected = [r for r in results if r is not None]
+    rejected = [r for r in results if not isinstance(r, Appended)]
     assert len(rejected) == 10 and all(isinstance(r, RecordRejected) for r in rejected)
     stored = {r.request_id for r in log.store.latest(limit=100)}
     assert stored == {f"req-{i}" for i in range(40)}
@@ -109,7 +112,7 @@ def test_a_record_the_database_refuses_fails_alone(log: AuditLog) -> None:
     first = make_record("first")
     log.append(first)
 
-    async def main() -> list[BaseException | None]:
+    async def main() -> list[BaseException | Appended]:
         writer = GroupCommitWriter(log, max_records=64, max_wait_ms=20)
         await writer.start()
         results = await asyncio.gather(
@@ -121,7 +124,8 @@ def test_a_record_the_database_refuses_fails_alone(log: AuditLog) -> None:
         return results
 
     results = asyncio.run(main())
-    assert results[:5] == [None] * 5 and isinstance(results[5], Exception)
+    assert all(isinstance(r, Appended) for r in results[:5])
+    assert isinstance(results[5], Exception)
     assert len(log.store.latest(limit=100)) == 6
 
 
@@ -130,7 +134,7 @@ def test_a_nul_in_metadata_never_fails_batch_mates(log: AuditLog) -> None:
     # the records beside it commit.
     nul = make_record("nul", username="a\x00b")
 
-    async def main() -> list[BaseException | None]:
+    async def main() -> list[BaseException | Appended]:
         writer = GroupCommitWriter(log, max_records=64, max_wait_ms=20)
         await writer.start()
         results = await asyncio.gather(
@@ -143,10 +147,10 @@ def test_a_nul_in_metadata_never_fails_batch_mates(log: AuditLog) -> None:
         return results
 
     results = asyncio.run(main())
-    assert results[0] is None and results[2] is None
+    assert isinstance(results[0], Appended) and isinstance(results[2], Appended)
     stored = {r.request_id for r in log.store.latest(limit=10)}
     assert {"ok-1", "ok-2"} <= stored
-    assert ("nul" in stored) == (results[1] is None)
+    assert ("nul" in stored) == isinstance(results[1], Appended)
 
 
 _any_text = st.text(
@@ -192,4 +196,4 @@ def test_any_input_is_a_committed_record_or_a_4xx_never_a_failed_batch(
     )
     innocent = content_record(2)
     results = log.append_each([record, innocent])
-    assert all(isinstance(index, int) for index in results), results
+    assert all(isinstance(result, Appended) for result in results), results

@@ -16,7 +16,7 @@ from appliance.audit.access import (
     shred_subject,
 )
 from appliance.audit.checkpoint import NoteSigner
-from appliance.audit.log import AuditLog
+from appliance.audit.log import Appended, AuditLog
 from appliance.audit.merkle import verify_inclusion
 from appliance.audit.records import AuditEvent
 from appliance.audit.verify import verify_log
@@ -234,7 +234,7 @@ def test_a_record_the_database_refuses_fails_alone_and_the_log_goes_on(log: Audi
 
     first, repeated = asyncio.run(main())
     # The repeated record id fails its own caller only; its batch-mate commits.
-    assert first is None and isinstance(repeated, Exception)
+    assert isinstance(first, Appended) and isinstance(repeated, Exception)
     assert [r.request_id for r in log.store.latest()] == ["b", "a", "dup"]
 
 

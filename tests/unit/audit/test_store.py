@@ -123,9 +123,9 @@ def test_store_has_no_update_or_delete_path(store: SqlAuditStore) -> None:
         "by_request", "checkpoints", "engine", "entries_in", "entry", "envelope", "envelopes",
         "index_bounds", "iter_entries", "iter_leaf_hashes", "iter_leaf_rows", "iter_pages",
         "latest", "latest_checkpoint", "latest_checkpoint_in", "leaf_rows_between", "search",
-        "size", "size_in",
+        "size", "size_in", "cosignatures",
     }  # fmt: skip
-    assert public == reads | {"insert", "lock_for_append"}
+    assert public == reads | {"insert", "insert_cosignature", "lock_for_append"}
 
 
 def test_search_filters(log: AuditLog, store: SqlAuditStore) -> None:

@@ -79,3 +79,57 @@ def test_leaving_before_done_is_a_disconnect(strip: bool) -> None:
     )
     assert (outcome, status) == (Outcome.CLIENT_DISCONNECTED, 499)
     assert engine.closed
+
+
+class ClosingEngine(HangingEngine):
+    """Sends ``events`` and ends the stream (as vLLM does after ``[DONE]``)."""
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        for event in self.events:
+            yield event
+
+
+async def relay_all(events: list[bytes], on_finish: Any) -> list[bytes]:
+    relay = StreamRelay(
+        ClosingEngine(events),  # type: ignore[arg-type]
+        model="m",
+        strip_usage_chunk=False,
+        on_finish=on_finish,
+    )
+    return [chunk async for chunk in relay.chunks()]
+
+
+def test_the_end_waits_for_the_completion_record_and_follows_the_receipt() -> None:
+    order: list[str] = []
+
+    async def on_finish(outcome: Outcome, usage: Any, status: int, answer: Any) -> str:
+        order.append("recorded")
+        return "RECEIPT"
+
+    async def run() -> list[bytes]:
+        chunks = []
+        async for chunk in (await _relay(on_finish)).chunks():
+            order.append(chunk.decode())
+            chunks.append(chunk)
+        return chunks
+
+    async def _relay(on_finish: Any) -> StreamRelay:
+        return StreamRelay(
+            ClosingEngine([CONTENT, DONE]),  # type: ignore[arg-type]
+            model="m", strip_usage_chunk=False, on_finish=on_finish,
+        )  # fmt: skip
+
+    chunks = anyio.run(run)
+    assert b"".join(chunks) == CONTENT + b": receipt RECEIPT\n\n" + DONE
+    assert order.index("recorded") < order.index(DONE.decode())  # durable before the end
+
+
+def test_no_successful_end_when_the_completion_record_fails() -> None:
+    async def on_finish(outcome: Outcome, usage: Any, status: int, answer: Any) -> str:
+        raise OSError("audit log down")
+
+    body = b"".join(anyio.run(lambda: relay_all([CONTENT, DONE], on_finish)))
+    assert body.startswith(CONTENT)
+    assert b"audit_unavailable" in body and b"receipt" not in body
+    # The engine's own [DONE] never went out; only the error event's closing one did.
+    assert body.count(DONE) == 1 and body.index(b"audit_unavailable") < body.index(DONE)

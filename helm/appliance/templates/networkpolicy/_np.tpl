@@ -47,3 +47,27 @@ ports:
   {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* Egress for one external provider (config.external_providers, issue #17): its CIDRs on
+443, or its egress proxy's CIDRs on the proxy's port. Used by the gateway's policy only. */}}
+{{- define "appliance.np.provider" -}}
+{{- $egress := .egress | default dict -}}
+{{- $cidrs := $egress.cidrs | default list -}}
+{{- $port := 443 -}}
+{{- if $egress.proxy_url -}}
+{{- $cidrs = $egress.proxy_cidrs | default list -}}
+{{- $port = regexFind "[0-9]+$" (urlParse $egress.proxy_url).host | required (printf "config.external_providers %s: egress.proxy_url must name its port" .name) -}}
+{{- end -}}
+{{- if not $cidrs -}}
+{{- fail (printf "config.external_providers %s: egress.cidrs or egress.proxy_url with egress.proxy_cidrs is required" .name) -}}
+{{- end -}}
+# external provider {{ .name }}{{ if $egress.proxy_url }} via {{ $egress.proxy_url }}{{ end }}
+- to:
+    {{- range $cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    - protocol: TCP
+      port: {{ $port }}
+{{- end -}}
