@@ -7,6 +7,7 @@ import sys
 import typer
 
 from appliance.cli import (
+    adapters,
     audit,
     bundle,
     certs,
@@ -41,6 +42,7 @@ app.command("plan")(plan.plan)
 app.command("doctor")(doctor.doctor)
 app.add_typer(engine.app, name="engine")
 app.add_typer(models.app, name="models")
+app.add_typer(adapters.app, name="adapters")
 app.add_typer(keys.app, name="keys")
 app.add_typer(identity.app, name="identity")
 app.add_typer(config_cmd.app, name="config")

@@ -5,9 +5,10 @@ Pure: the planner produces a :class:`LaunchSpec`, the supervisor runs it.
 
 from __future__ import annotations
 
+import json
 import ssl
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,10 +18,14 @@ from appliance.config import Settings
 __all__ = [
     "OFFLINE_ENV",
     "VLLM_CLI_MODULE",
+    "VLLM_LORA_RANKS",
     "EngineTls",
     "LaunchSpec",
+    "LoraModule",
+    "LoraServing",
     "cpu_thread_binding",
     "engine_tls_from_settings",
+    "lora_rank_limit",
     "spec_from_settings",
 ]
 
@@ -75,6 +80,63 @@ class EngineTls:
         ]  # fmt: skip
 
 
+# The values vLLM accepts for --max-lora-rank (vllm/config/lora.py, MaxLoRARanks).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def lora_rank_limit(rank: int) -> int:
+    """The smallest ``--max-lora-rank`` vLLM accepts that holds ``rank``."""
+    for allowed in VLLM_LORA_RANKS:
+        if allowed >= rank:
+            return allowed
+    raise ValueError(f"LoRA rank {rank} is above vLLM's largest ({VLLM_LORA_RANKS[-1]})")
+
+
+@dataclass(frozen=True)
+class LoraModule:
+    """One adapter the engine loads at start: the name callers use
+    (``<model>:<adapter>``), its directory in the model store (a local path: vLLM never
+    asks a hub for it) and its rank."""
+
+    name: str
+    path: Path
+    rank: int
+
+
+@dataclass(frozen=True)
+class LoraServing:
+    """vLLM's multi-LoRA flags for the adapters of the served model."""
+
+    modules: tuple[LoraModule, ...]
+    base_model_name: str
+    max_loras: int | None = None
+
+    @classmethod
+    def of(
+        cls, modules: Sequence[LoraModule], base_model_name: str, max_loras: int | None = None
+    ) -> LoraServing | None:
+        """None when there are no adapters: the engine starts without LoRA."""
+        return cls(tuple(modules), base_model_name, max_loras) if modules else None
+
+    def args(self) -> list[str]:
+        loras = self.max_loras or min(len(self.modules), 4)  # adapters in one batch
+        rank = lora_rank_limit(max(module.rank for module in self.modules))
+        # JSON form of --lora-modules: names hold ':' and paths may hold ',' or '='.
+        specs = [
+            json.dumps(
+                {"name": m.name, "path": str(m.path), "base_model_name": self.base_model_name},
+                separators=(",", ":"),
+            )
+            for m in self.modules
+        ]
+        return [
+            "--enable-lora",
+            "--max-loras", str(loras),
+            "--max-lora-rank", str(rank),
+            "--lora-modules", *specs,
+        ]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class LaunchSpec:
     model_dir: Path
@@ -94,6 +156,7 @@ class LaunchSpec:
     extra_args: tuple[str, ...] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
     tls: EngineTls | None = None
+    lora: LoraServing | None = None
 
     @property
     def url(self) -> str:
@@ -119,6 +182,8 @@ class LaunchSpec:
             argv += ["--gpu-memory-utilization", str(self.gpu_memory_utilization)]
         if self.tls is not None:
             argv += self.tls.args()
+        if self.lora is not None:
+            argv += self.lora.args()
         argv += list(self.extra_args)
         return argv
 
@@ -159,7 +224,10 @@ def engine_tls_from_settings(settings: Settings) -> EngineTls | None:
     )
 
 
-def spec_from_settings(settings: Settings, api_key: str) -> LaunchSpec:
+def spec_from_settings(
+    settings: Settings, api_key: str, *, lora: LoraServing | None = None
+) -> LaunchSpec:
+    """``lora``: the model's adapters (appliance.adapters.lora_serving), if any."""
     engine = settings.engine
     return LaunchSpec(
         model_dir=settings.engine_model_dir.resolve(),
@@ -177,4 +245,5 @@ def spec_from_settings(settings: Settings, api_key: str) -> LaunchSpec:
         gpu_memory_utilization=engine.gpu_memory_utilization,
         extra_args=tuple(engine.extra_args),
         tls=engine_tls_from_settings(settings),
+        lora=lora,
     )

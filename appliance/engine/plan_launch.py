@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.engine.launch import EngineTls, LaunchSpec
+from appliance.engine.launch import EngineTls, LaunchSpec, LoraServing
 from appliance.errors import ConfigurationError
 from appliance.planner import HEAD_ADDRESS_PLACEHOLDER, Plan, plan_from_dict
 from appliance.planner.commands import Role
@@ -74,10 +74,13 @@ def launch_spec_from_plan(
     master_addr: str | None = None,
     python: str = sys.executable,
     tls: EngineTls | None = None,
+    lora: LoraServing | None = None,
 ) -> LaunchSpec:
     """The spec for one node of ``plan``. ``master_addr`` replaces the head address the
     plan was made with; a plan still holding the placeholder is refused for
-    multi-node use. ``tls`` applies to the head only: headless workers serve no HTTP."""
+    multi-node use. ``tls`` applies to the head only: headless workers serve no HTTP.
+    ``lora`` goes to every node: each node's workers build the LoRA layers and read the
+    adapter files, so the adapters must sit at the same path on every node."""
     command = plan.command(role, node_rank)
     extra = list(command.extra_args)
     if master_addr is not None:
@@ -107,4 +110,5 @@ def launch_spec_from_plan(
         extra_args=tuple(extra),
         extra_env=dict(command.env),
         tls=None if headless else tls,
+        lora=lora,
     )
