@@ -284,8 +284,10 @@ def test_receiver_that_wants_a_client_certificate(
         result = forward_once(config)
         assert result.exit_code == 1 and isinstance(result.exception, ForwardError)
         message = result.exception.message
-        # The receiver's alert, or its reset, whichever reaches us first.
-        assert "certificate" in message.lower(), message
+        # TLS 1.3 sends the server's refusal after the handshake: depending on timing
+        # the client reads the alert (names the certificate) or only the closed socket.
+        lowered = message.lower()
+        assert "certificate" in lowered or "before it confirmed" in lowered, message
         assert server.frames == [] and cursor_of(tmp_path) is None
     finally:
         server.close()
