@@ -23,7 +23,7 @@ $(TEST_TOOLS): tests/oidc/package-lock.json scripts/install-test-tools.sh
 
 install: $(STAMP) $(TEST_TOOLS) ## Create .venv and install everything (ENGINE_EXTRA=cpu|gpu)
 
-up: $(STAMP) ## Run the appliance: vLLM engine + gateway (Ctrl-C stops both)
+up: $(STAMP) ## Run the appliance: chat + embedding vLLM engines and the gateway (Ctrl-C stops all)
 	$(VENV)/bin/appliance up
 
 serve: $(STAMP) ## Run only the gateway, in front of engines started elsewhere

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigurationError
@@ -21,6 +21,7 @@ from appliance.settings import (
     AuditSettings,
     AuthSettings,
     DatabaseSettings,
+    EmbeddingEngineSettings,
     EngineServerTlsSettings,
     EngineSettings,
     EngineTlsSettings,
@@ -45,6 +46,7 @@ __all__ = [
     "AuditSettings",
     "AuthSettings",
     "DatabaseSettings",
+    "EmbeddingEngineSettings",
     "EngineServerTlsSettings",
     "EngineSettings",
     "EngineTlsSettings",
@@ -69,6 +71,8 @@ __all__ = [
 
 DEFAULT_CONFIG_FILE = Path("appliance.yaml")
 CONFIG_FILE_ENV = "APPLIANCE_CONFIG"
+# The dev model's directory name in the model store (appliance.modelstore.devmodel).
+DEV_MODEL_NAME = "smollm2-135m-instruct"
 
 
 class Settings(BaseSettings):
@@ -79,6 +83,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".data")
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    embedding_engine: EmbeddingEngineSettings = Field(default_factory=EmbeddingEngineSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
@@ -93,6 +98,23 @@ class Settings(BaseSettings):
     )
 
     _providers = field_validator("external_providers")(validate_providers)
+
+    @model_validator(mode="after")
+    def _engines_apart(self) -> Settings:
+        """The two local engines need their own port and their own model name."""
+        if not (self.engine.enabled and self.embedding_engine_enabled):
+            return self
+        chat, embed = self.engine, self.embedding_engine
+        if (chat.host, chat.port) == (embed.host, embed.port):
+            raise ValueError(
+                f"embedding_engine.port: {embed.port} is the chat engine's port (engine.port)"
+            )
+        if chat.served_model_name == embed.served_model_name:
+            raise ValueError(
+                "embedding_engine.served_model_name: the chat engine serves "
+                f"{chat.served_model_name} already"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -129,13 +151,43 @@ class Settings(BaseSettings):
         scheme = "https" if self.engine.tls.enabled else "http"
         return f"{scheme}://{self.engine.host}:{self.engine.port}"
 
+    @property
+    def embedding_engine_enabled(self) -> bool:
+        """Whether ``appliance up`` starts the local embedding engine."""
+        enabled = self.embedding_engine.enabled
+        return self.engine.enabled if enabled is None else enabled
+
+    @property
+    def embedding_model_dir(self) -> Path:
+        """The embedding engine's weights; by default the dev model's directory."""
+        return self.embedding_engine.model_dir or self.model_store / DEV_MODEL_NAME
+
+    @property
+    def embedding_engine_dtype(self) -> str:
+        if self.embedding_engine.dtype:
+            return self.embedding_engine.dtype
+        return "float32" if self.embedding_engine.device == "cpu" else "auto"
+
+    @property
+    def embedding_engine_url(self) -> str:
+        # The local engines share engine.tls (same host, same certificate).
+        scheme = "https" if self.engine.tls.enabled else "http"
+        return f"{scheme}://{self.embedding_engine.host}:{self.embedding_engine.port}"
+
     def effective_upstreams(self) -> list[UpstreamSettings]:
-        """Configured upstreams, or the local engine when none are configured."""
+        """Configured upstreams, or the local engines when none are configured."""
         if self.gateway.upstreams:
             return list(self.gateway.upstreams)
+        local: list[UpstreamSettings] = []
         if self.engine.enabled:
-            return [UpstreamSettings(model=self.engine.served_model_name, url=self.engine_url)]
-        return []
+            local.append(UpstreamSettings(model=self.engine.served_model_name, url=self.engine_url))
+        if self.embedding_engine_enabled:
+            local.append(UpstreamSettings(
+                model=self.embedding_engine.served_model_name,
+                url=self.embedding_engine_url,
+                kind="embedding",
+            ))  # fmt: skip
+        return local
 
 
 def _format_error(error: ValidationError, source: str) -> str:

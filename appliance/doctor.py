@@ -12,14 +12,21 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from appliance.audit.hsm_admin import key_backend_findings
+from appliance.audit.retention import RetentionPolicy, retention_findings
 from appliance.config import Settings
-from appliance.engine.launch import OFFLINE_ENV, spec_from_settings
+from appliance.engine.launch import (
+    OFFLINE_ENV,
+    LaunchSpec,
+    embedding_spec_from_settings,
+    spec_from_settings,
+)
 
 __all__ = [
     "Endpoint",
     "Finding",
     "Report",
     "diagnose",
+    "local_engine_findings",
     "provider_findings",
     "system_resolver",
 ]
@@ -75,7 +82,8 @@ def _configured(settings: Settings) -> list[tuple[str, str, str, str]]:
         tls = "off"
         if route.url.startswith("https://"):
             tls = "mutual" if engine_tls.cert_file is not None else "verified"
-        found.append(("engine", route.model, route.url, tls))
+        kind = "engine" if route.kind == "chat" else f"{route.kind} engine"
+        found.append((kind, route.model, route.url, tls))
     database = settings.database_url
     if not database.startswith("sqlite"):
         from sqlalchemy.engine import make_url
@@ -129,16 +137,7 @@ def diagnose(settings: Settings, *, resolve: Resolver = system_resolver) -> Repo
             ))  # fmt: skip
         if tls == "off" and not _loopback(endpoint.addresses):
             report.findings.append(Finding("warn", f"{kind} {name}: {url} is not encrypted"))
-    # The local engine's environment: offline, no usage statistics.
-    if settings.engine.enabled:
-        env = spec_from_settings(settings, "-").environment({}, cpu_count=1)
-        missing = [k for k, v in OFFLINE_ENV.items() if env.get(k) != v]
-        if missing:
-            report.findings.append(Finding("fail", f"engine env lacks {', '.join(missing)}"))
-        else:
-            report.findings.append(
-                Finding("ok", "engine env: " + " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items()))
-            )
+    report.findings.extend(local_engine_findings(settings))
     gateway = settings.gateway
     if gateway.tls_cert_file is None:
         level = "ok" if _loopback(tuple(resolve(gateway.host))) else "warn"
@@ -151,7 +150,45 @@ def diagnose(settings: Settings, *, resolve: Resolver = system_resolver) -> Repo
     # Where the audit keys are; a PKCS#11 token is logged in to and inspected.
     for level, message in key_backend_findings(settings):
         report.findings.append(Finding(level, message))
+    # Retention below the floor without a stated reason keeps the gateway down.
+    policy = RetentionPolicy.from_settings(settings.audit.retention)
+    report.findings.extend(Finding(level, text) for level, text in retention_findings(policy))
     return report
+
+
+def _engine_line(label: str, spec: LaunchSpec) -> list[Finding]:
+    """What a local engine serves and where, and whether its environment is offline."""
+    runner = "generate runner"
+    if spec.pooling is not None:
+        pooling = spec.pooling
+        how = f"{pooling.pooling_type or 'model default'} pooling"
+        how += ", normalised" if pooling.normalize else ", not normalised"
+        convert = f", --convert {pooling.convert}" if pooling.convert != "none" else ""
+        runner = f"pooling runner{convert}, {how}"
+    found = [Finding("ok", f"{label} {spec.served_model_name}: local vLLM ({runner}) at "
+                     f"{spec.url}, {spec.device}, max-model-len {spec.max_model_len}")]  # fmt: skip
+    env = spec.environment({}, cpu_count=1)
+    missing = [k for k, v in OFFLINE_ENV.items() if env.get(k) != v]
+    if missing:
+        found.append(Finding("fail", f"{label} env lacks {', '.join(missing)}"))
+    else:
+        found.append(
+            Finding("ok", f"{label} env: " + " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items()))
+        )
+    return found
+
+
+def local_engine_findings(settings: Settings) -> list[Finding]:
+    """One pair of lines per engine ``appliance up`` starts: the chat engine and the
+    embedding engine (offline and no-telemetry environment included)."""
+    found: list[Finding] = []
+    if settings.engine.enabled:
+        found += _engine_line("engine", spec_from_settings(settings, "-"))
+    if settings.embedding_engine_enabled:
+        found += _engine_line("embedding engine", embedding_spec_from_settings(settings, "-"))
+    if not found:
+        found.append(Finding("ok", "local engines: none (gateway.upstreams only)"))
+    return found
 
 
 def provider_findings(settings: Settings, *, resolve: Resolver = system_resolver) -> list[Finding]:

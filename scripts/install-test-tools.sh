@@ -4,6 +4,7 @@
 #  - Debian's chromium for the browser tests (never a browser downloaded by a test tool)
 #  - Debian's nftables, to check the rendered egress rules
 #  - Debian's softhsm2, a PKCS#11 token for the audit-keys-in-an-HSM tests
+#  - Debian's rsyslog and rsyslog-gnutls, the SIEM receiver for the audit forwarding tests
 #  - Debian's container tools for `make image` and its tests: mmdebstrap, umoci, skopeo,
 #    podman and runc (no container registry is ever used)
 # Each is skipped with a message when this machine cannot install it; the tests that
@@ -47,6 +48,17 @@ elif [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
         || echo "could not install softhsm2: the HSM tests will be skipped"
 else
     echo "no softhsm2-util and no root apt-get: the HSM tests will be skipped"
+fi
+
+step "rsyslog with TLS for the audit forwarding tests (rsyslogd, GnuTLS network driver)"
+if command -v rsyslogd >/dev/null 2>&1 && ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1; then
+    echo "found $(command -v rsyslogd) with lmnsd_gtls"
+elif [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    # Only the packages: the tests start their own rsyslogd; the system one stays as it is.
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog rsyslog-gnutls \
+        || echo "could not install rsyslog: the rsyslog forwarding tests will be skipped"
+else
+    echo "no rsyslogd with GnuTLS and no root apt-get: the rsyslog forwarding tests will be skipped"
 fi
 
 step "chromium for browser tests"

@@ -3,7 +3,7 @@ manifest beside it, and served by the engine with vLLM's multi-LoRA flags."""
 
 from __future__ import annotations
 
-from appliance.adapters.serving import lora_serving
+from appliance.adapters.serving import engine_lora_serving, lora_serving, served_adapter_base
 from appliance.adapters.shapes import (
     DEFAULT_MAX_ADAPTER_RANK,
     AdapterShape,
@@ -31,6 +31,7 @@ __all__ = [
     "check_adapter",
     "check_adapter_dir",
     "check_base_name",
+    "engine_lora_serving",
     "find_adapter",
     "import_adapter",
     "list_adapters",
@@ -38,5 +39,6 @@ __all__ = [
     "module_dims",
     "read_safetensors_header",
     "remove_adapter",
+    "served_adapter_base",
     "verify_adapter",
 ]

@@ -1,6 +1,7 @@
-"""Acts on the audit log by auditors: reveal content, prove inclusion, shred a subject,
-apply retention. Each act that touches content is itself recorded, before it happens
-(if the record cannot be written, the act does not happen)."""
+"""Acts on the audit log by auditors: reveal content, prove inclusion, shred a subject
+(retention is appliance.audit.retention_store). Each act that touches content is
+itself recorded, before it happens (if the record cannot be written, the act does not
+happen)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ import base64
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-
-from sqlalchemy import delete, select
 
 from appliance.audit.checkpoint import NoteVerifier, verify_checkpoint
 from appliance.audit.envelope import open_envelope
@@ -28,13 +27,11 @@ from appliance.audit.records import (
     metadata_of,
 )
 from appliance.audit.store import SearchFilter, SqlAuditStore, StoredCheckpoint
-from appliance.db.tables import audit_contents, audit_log
 from appliance.errors import InvalidRequest, ModelNotFound
 
 __all__ = [
     "Actor",
     "Revealed",
-    "apply_retention",
     "decrypt_entry",
     "describe",
     "inclusion_proof_for",
@@ -156,20 +153,6 @@ def shred_subject(log: AuditLog, subject: str, *, actor: Actor, reason: str) -> 
         path="audit shred",
     )  # fmt: skip
     return log.keyring.shred(subject, log.now())
-
-
-def apply_retention(log: AuditLog, *, days: int, actor: Actor) -> int:
-    """Drop encrypted content older than ``days``; the leaves (and so every proof)
-    stay. Returns how many envelopes were dropped."""
-    cutoff = log.now() - timedelta(days=days)
-    record_act(
-        log, actor, AuditEvent.AUDIT_RETENTION,
-        {"older_than": cutoff.isoformat(), "retention_days": days}, path="audit retention apply",
-    )  # fmt: skip
-    with log.store.engine.begin() as connection:
-        old = select(audit_log.c.idx).where(audit_log.c.recorded_at < cutoff)
-        result = connection.execute(delete(audit_contents).where(audit_contents.c.idx.in_(old)))
-    return int(result.rowcount or 0)
 
 
 def _b64(value: bytes) -> str:

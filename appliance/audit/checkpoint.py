@@ -1,4 +1,5 @@
-"""C2SP checkpoints in signed notes, with Ed25519 keys. Pure: no I/O, no clock.
+"""C2SP checkpoints in signed notes, with Ed25519 or ECDSA P-256 keys. Pure: no I/O,
+no clock.
 
 References:
 - C2SP tlog-checkpoint (https://c2sp.org/tlog-checkpoint): the note body is the
@@ -9,6 +10,13 @@ References:
   ``— <name> base64(key ID || signature)``; key ID = SHA-256(name || 0x0A || type ||
   public key)[:4]; type 0x01 = Ed25519. Verifier keys are written
   ``<name>+<hex key ID>+base64(type || public key)``.
+- signed-note §Signature types, type 0x02: ECDSA "as implemented by
+  github.com/transparency-dev/witness" (its formats/note package): an ASN.1 DER ECDSA
+  signature over SHA-256(note text); the public key is the DER SubjectPublicKeyInfo,
+  and the key ID is SHA-256(SPKI)[:4] (the name is not hashed in). The curve MUST be
+  P-256, P-384 or P-521. The log signs with P-256 only where its HSM lacks Ed25519
+  (docs/audit.md, Keys in an HSM); ECDSA signatures are randomised, so two signatures
+  of one checkpoint differ, and both verify.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ import hmac
 from dataclasses import dataclass
 from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -30,15 +40,21 @@ from appliance.audit.merkle import HASH_SIZE
 from appliance.errors import VerificationError
 
 __all__ = [
+    "ECDSA",
+    "ED25519",
     "Checkpoint",
     "NoteSignature",
     "NoteSigner",
     "NoteVerifier",
+    "PublicKey",
     "SignedNote",
     "SigningKey",
+    "check_signature",
     "key_id",
+    "key_type_of",
     "parse_checkpoint",
     "parse_note",
+    "public_key_bytes",
     "sign_checkpoint",
     "sign_note",
     "verify_checkpoint",
@@ -46,13 +62,59 @@ __all__ = [
 ]
 
 ED25519 = 0x01
+ECDSA = 0x02
+# signed-note: "The ECDSA curve MUST be one of NIST P-256, NIST P-384, or NIST P-521".
+_ECDSA_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 _DASH = "\u2014 "
 _MAX_SIGNATURES = 100  # signed-note: verifiers must accept at least 16
 
 
+PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+
 def key_id(name: str, key_type: int, public_key: bytes) -> bytes:
-    """signed-note §Signatures: SHA-256(name || 0x0A || type || public key)[:4]."""
+    """signed-note §Signatures: SHA-256(name || 0x0A || type || public key)[:4]; for
+    type 0x02 (ECDSA) SHA-256(DER SubjectPublicKeyInfo)[:4]."""
+    if key_type == ECDSA:
+        return hashlib.sha256(public_key).digest()[:4]
     return hashlib.sha256(name.encode() + b"\n" + bytes([key_type]) + public_key).digest()[:4]
+
+
+def key_type_of(public_key: PublicKey) -> int:
+    return ED25519 if isinstance(public_key, Ed25519PublicKey) else ECDSA
+
+
+def public_key_bytes(public_key: PublicKey) -> bytes:
+    """The key as a verifier key carries it: 32 raw bytes (Ed25519) or DER SPKI (ECDSA)."""
+    if isinstance(public_key, Ed25519PublicKey):
+        return public_key.public_bytes_raw()
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _load_public_key(key_type: int, encoded: bytes) -> PublicKey:
+    """The public key of a verifier key; VerificationError for any other type or curve."""
+    if key_type == ED25519 and len(encoded) == 32:
+        return Ed25519PublicKey.from_public_bytes(encoded)
+    if key_type == ECDSA:
+        try:
+            loaded = serialization.load_der_public_key(encoded)
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise VerificationError("verifier key is not a DER ECDSA public key") from exc
+        if isinstance(loaded, ec.EllipticCurvePublicKey) and loaded.curve.name in _ECDSA_CURVES:
+            return loaded
+        raise VerificationError("verifier key is not on P-256, P-384 or P-521")
+    raise VerificationError("verifier key is not an Ed25519 or ECDSA signed-note key")
+
+
+def check_signature(public_key: PublicKey, signature: bytes, message: bytes) -> None:
+    """Raise InvalidSignature unless ``signature`` is ``public_key``'s over ``message``:
+    Ed25519 (RFC 8032), or ECDSA over SHA-256 with a DER signature (type 0x02)."""
+    if isinstance(public_key, Ed25519PublicKey):
+        public_key.verify(signature, message)
+    else:
+        public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
 
 
 def _valid_name(name: str) -> bool:
@@ -67,20 +129,27 @@ def _b64decode(text: str) -> bytes:
 
 
 class SigningKey(Protocol):
-    """An Ed25519 private key that signs but need not be readable: one in memory
-    (``Ed25519PrivateKey``) or one that never leaves an HSM (appliance.audit.hsm)."""
+    """A private key that signs but need not be readable: one in memory
+    (``Ed25519PrivateKey``) or one that never leaves an HSM (appliance.audit.hsm).
+    ``sign`` answers what :func:`check_signature` checks: an Ed25519 signature, or for
+    an ECDSA public key a DER ECDSA signature over SHA-256 of ``data``."""
 
     def sign(self, data: bytes) -> bytes: ...
 
-    def public_key(self) -> Ed25519PublicKey: ...
+    def public_key(self) -> PublicKey: ...
 
 
 @dataclass(frozen=True)
 class NoteSigner:
-    """An Ed25519 note signer; ``name`` is the key name (the log's origin)."""
+    """A note signer; ``name`` is the key name (the log's origin).
+
+    ``also``: a second signer whose line every note also carries. A key migration
+    (appliance.audit.key_history) signs its handover checkpoint with the outgoing and
+    the incoming key this way, so each vouches for the other."""
 
     name: str
     private_key: Ed25519PrivateKey | SigningKey
+    also: NoteSigner | None = None
 
     def __post_init__(self) -> None:
         if not _valid_name(self.name):
@@ -106,12 +175,16 @@ class NoteSigner:
         return signer
 
     @property
+    def key_type(self) -> int:
+        return key_type_of(self.private_key.public_key())
+
+    @property
     def public_key(self) -> bytes:
-        return self.private_key.public_key().public_bytes_raw()
+        return public_key_bytes(self.private_key.public_key())
 
     @property
     def key_id(self) -> bytes:
-        return key_id(self.name, ED25519, self.public_key)
+        return key_id(self.name, self.key_type, self.public_key)
 
     def signer_key(self) -> str:
         if not isinstance(self.private_key, Ed25519PrivateKey):
@@ -121,7 +194,7 @@ class NoteSigner:
         return f"PRIVATE+KEY+{self.name}+{self.key_id.hex()}+{encoded}"
 
     def verifier(self) -> NoteVerifier:
-        return NoteVerifier(self.name, Ed25519PublicKey.from_public_bytes(self.public_key))
+        return NoteVerifier(self.name, self.private_key.public_key())
 
     def sign(self, message: bytes) -> bytes:
         return self.private_key.sign(message)
@@ -133,33 +206,51 @@ class NoteSigner:
 @dataclass(frozen=True)
 class NoteVerifier:
     name: str
-    public_key: Ed25519PublicKey
+    public_key: PublicKey
 
     @classmethod
     def from_verifier_key(cls, text: str) -> NoteVerifier:
-        """Parse ``<name>+<hex id>+base64(0x01 || public key)``; raise VerificationError."""
+        """Parse ``<name>+<hex id>+base64(type || public key)``, type 0x01 (Ed25519) or
+        0x02 (ECDSA, DER SPKI); raise VerificationError."""
         parts = text.strip().split("+", 2)  # base64 may contain "+"
         if len(parts) != 3 or not _valid_name(parts[0]) or len(parts[1]) != 8:
             raise VerificationError("malformed verifier key")
         name, hex_id, encoded = parts
         raw = _b64decode(encoded)
-        if len(raw) != 33 or raw[0] != ED25519:
-            raise VerificationError("verifier key is not an Ed25519 key")
-        if key_id(name, ED25519, raw[1:]).hex() != hex_id:
+        if len(raw) < 2:
+            raise VerificationError("malformed verifier key")
+        public = _load_public_key(raw[0], raw[1:])
+        if key_id(name, raw[0], raw[1:]).hex() != hex_id:
             raise VerificationError("verifier key id does not match the key")
-        return cls(name, Ed25519PublicKey.from_public_bytes(raw[1:]))
+        return cls(name, public)
+
+    @property
+    def key_type(self) -> int:
+        return key_type_of(self.public_key)
+
+    @property
+    def algorithm(self) -> str:
+        """``Ed25519`` or ``ECDSA <curve>`` (for people reading a key history)."""
+        if isinstance(self.public_key, Ed25519PublicKey):
+            return "Ed25519"
+        return f"ECDSA {self.public_key.curve.name}"
 
     @property
     def raw_public_key(self) -> bytes:
-        return self.public_key.public_bytes_raw()
+        """Raw 32 bytes (Ed25519) or DER SubjectPublicKeyInfo (ECDSA)."""
+        return public_key_bytes(self.public_key)
 
     @property
     def key_id(self) -> bytes:
-        return key_id(self.name, ED25519, self.raw_public_key)
+        return key_id(self.name, self.key_type, self.raw_public_key)
 
     def verifier_key(self) -> str:
-        encoded = base64.b64encode(bytes([ED25519]) + self.raw_public_key).decode()
+        encoded = base64.b64encode(bytes([self.key_type]) + self.raw_public_key).decode()
         return f"{self.name}+{self.key_id.hex()}+{encoded}"
+
+    def check(self, signature: bytes, message: bytes) -> None:
+        """Raise InvalidSignature unless this key signed ``message``."""
+        check_signature(self.public_key, signature, message)
 
 
 @dataclass(frozen=True)
@@ -184,9 +275,13 @@ def _check_text(text: str) -> None:
 
 def sign_note(text: str, signer: NoteSigner) -> str:
     _check_text(text)
-    signature = signer.sign(text.encode())
-    encoded = base64.b64encode(signer.key_id + signature).decode()
-    return f"{text}\n{_DASH}{signer.name} {encoded}\n"
+    lines = []
+    current: NoteSigner | None = signer
+    while current is not None:
+        encoded = base64.b64encode(current.key_id + current.sign(text.encode())).decode()
+        lines.append(f"{_DASH}{current.name} {encoded}\n")
+        current = current.also
+    return f"{text}\n{''.join(lines)}"
 
 
 def parse_note(message: str) -> SignedNote:
@@ -226,10 +321,10 @@ def verify_note(message: str, verifier: NoteVerifier) -> str:
     ]
     if not found:
         raise VerificationError(f"note has no signature by key {verifier.name}+{wanted.hex()}")
-    # Step 3: Ed25519-verify the text bytes under that key.
+    # Step 3: verify the text bytes under that key (Ed25519, or ECDSA for type 0x02).
     for signature in found:
         try:
-            verifier.public_key.verify(signature.signature, note.text.encode())
+            verifier.check(signature.signature, note.text.encode())
         except InvalidSignature as exc:
             raise VerificationError(f"invalid signature for key {verifier.name}") from exc
     return note.text
@@ -269,7 +364,7 @@ def verify_checkpoint(message: str, verifier: NoteVerifier, *, origin: str) -> C
     """Verify a signed checkpoint and return it; raise VerificationError.
 
     Steps (tlog-checkpoint §Note text, signed-note §Verification):
-    1. the signed note carries a valid Ed25519 signature by the trusted key;
+    1. the signed note carries a valid signature by the trusted key;
     2. the note text is a well-formed checkpoint body;
     3. its origin line is the log's origin."""
     text = verify_note(message, verifier)

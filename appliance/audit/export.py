@@ -4,6 +4,12 @@ The bundle holds the records of a time range (content encrypted unless revealed)
 inclusion proof for each against one signed checkpoint, every earlier checkpoint with
 a consistency proof to it, the public key, and ``verify_bundle.py`` (Python +
 ``cryptography`` only).
+
+With a SIEM format (``cef`` or ``ocsf``) the same records' metadata also goes into the
+archive as one CEF line or one OCSF JSON event per record (the forwarder's rendering,
+:mod:`appliance.audit.siem_cef`, :mod:`appliance.audit.siem_ocsf`), for a WORM archive
+or a SIEM's bulk import. Each carries its log index and leaf hash, so a line can be matched
+against ``records.jsonl`` and its proof; never the content, even with ``--reveal``.
 """
 
 from __future__ import annotations
@@ -18,12 +24,20 @@ from typing import Any
 
 from appliance.audit.access import Actor, decrypt_entry, record_act, require_reason
 from appliance.audit.checkpoint import verify_checkpoint
+from appliance.audit.key_history import read_key_history
 from appliance.audit.log import AuditLog
 from appliance.audit.merkle import MerkleTree
-from appliance.audit.records import AuditEvent, format_time, leaf_bytes
+from appliance.audit.merkle import leaf_hash as merkle_leaf_hash
+from appliance.audit.records import AuditEvent, SealedEntry, format_time, leaf_bytes
+from appliance.audit.siem import SiemOptions
+from appliance.audit.siem_cef import cef_line
+from appliance.audit.siem_ocsf import OCSF_VERSION, ocsf_json
 from appliance.errors import InvalidRequest, VerificationError
 
-__all__ = ["ExportResult", "export_bundle"]
+__all__ = ["SIEM_FILES", "ExportResult", "export_bundle", "siem_line"]
+
+# The archive member holding the SIEM rendering, by format.
+SIEM_FILES = {"cef": "events.cef", "ocsf": "events.ocsf.jsonl"}
 
 VERIFIER_SOURCE = Path(__file__).with_name("bundle_verifier.py")
 
@@ -35,8 +49,13 @@ records.jsonl      one record per line: its Merkle leaf (canonical JSON), the en
 checkpoint.txt     the signed checkpoint (C2SP tlog-checkpoint, Ed25519 signed note)
 checkpoints.jsonl  earlier checkpoints, each with a consistency proof to checkpoint.txt
 public_key.txt     the log's verifier key (<name>+<key id>+<key>)
+key_history.json   (only if the log's key changed) each key and the first tree size it
+                   signs; the first checkpoint under a new key carries the old key's
+                   signature too
 manifest.json      origin, time range, counts
 verify_bundle.py   the standalone verifier: python verify_bundle.py THIS.zip --key KEY
+events.cef         (with --format cef) the same records' metadata, one CEF line each
+events.ocsf.jsonl  (with --format ocsf) the same as OCSF 1.8.0 API Activity events
 
 Compare public_key.txt with the key you hold independently (pass it with --key), and
 checkpoint.txt with checkpoints a witness kept: a bundle can only prove what its key
@@ -50,6 +69,17 @@ class ExportResult:
     records: int
     tree_size: int
     revealed: bool
+    siem_file: str | None = None
+
+
+def siem_line(fmt: str, entry: SealedEntry, options: SiemOptions) -> str:
+    """One record's metadata as a line of ``fmt`` (``cef`` or ``ocsf``)."""
+    leaf = merkle_leaf_hash(leaf_bytes(entry))
+    if fmt == "cef":
+        return cef_line(entry, leaf, options)
+    if fmt == "ocsf":
+        return ocsf_json(entry, leaf, options)
+    raise InvalidRequest(f"unknown export format {fmt!r}: bundle, cef or ocsf")
 
 
 def _b64(value: bytes) -> str:
@@ -64,8 +94,12 @@ def export_bundle(
     until: datetime | None,
     actor: Actor,
     reveal_reason: str | None = None,
+    siem: tuple[str, SiemOptions] | None = None,
 ) -> ExportResult:
-    """Write the bundle; the export (and a reveal, with its reason) is recorded first."""
+    """Write the bundle, with ``siem`` (format, options) also its records' metadata in
+    that SIEM format; the export (and a reveal, with its reason) is recorded first."""
+    if siem is not None and siem[0] not in SIEM_FILES:
+        raise InvalidRequest(f"unknown export format {siem[0]!r}: bundle, cef or ocsf")
     if reveal_reason is not None:
         reveal_reason = require_reason(reveal_reason)
     details: dict[str, Any] = {
@@ -73,6 +107,8 @@ def export_bundle(
         "to": format_time(until) if until else None,
         "reveal": reveal_reason is not None,
     }
+    if siem is not None:
+        details["format"] = siem[0]
     if reveal_reason is not None:
         details["reason"] = reveal_reason
     record_act(log, actor, AuditEvent.AUDIT_EXPORT, details, path="audit export")
@@ -85,6 +121,7 @@ def export_bundle(
     if tree.root() != signed.root_hash:
         raise VerificationError("stored leaves do not match the latest checkpoint; run verify")
     lines: list[str] = []
+    events: list[str] = []
     for page in log.store.iter_pages():
         selected = [
             s
@@ -110,6 +147,8 @@ def export_bundle(
                 item["content"] = content
                 item["content_status"] = status
             lines.append(json.dumps(item, ensure_ascii=False, sort_keys=True))
+            if siem is not None:
+                events.append(siem_line(siem[0], entry, siem[1]))
     earlier = []
     for checkpoint in log.store.checkpoints():
         if checkpoint.tree_size < signed.size:
@@ -127,6 +166,12 @@ def export_bundle(
         "tree_size": signed.size,
         "revealed": reveal_reason is not None,
     }
+    siem_file = SIEM_FILES[siem[0]] if siem is not None else None
+    if siem is not None:
+        manifest["siem_events"] = {
+            "file": siem_file, "format": siem[0], "records": len(events),
+            **({"ocsf_version": OCSF_VERSION} if siem[0] == "ocsf" else {}),
+        }  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
@@ -134,6 +179,12 @@ def export_bundle(
         archive.writestr("checkpoint.txt", latest.note)
         archive.writestr("checkpoints.jsonl", "\n".join(earlier) + ("\n" if earlier else ""))
         archive.writestr("public_key.txt", log.verifier.verifier_key() + "\n")
+        history = read_key_history(log.store.engine, log.verifier)
+        if len(history.epochs) > 1:  # the key changed (moved into an HSM): which signed what
+            epochs = [epoch.describe() for epoch in history.epochs]
+            archive.writestr("key_history.json", json.dumps(epochs, indent=2) + "\n")
         archive.writestr("verify_bundle.py", VERIFIER_SOURCE.read_text(encoding="utf-8"))
         archive.writestr("README.txt", README)
-    return ExportResult(out, len(lines), signed.size, reveal_reason is not None)
+        if siem_file is not None:
+            archive.writestr(siem_file, "\n".join(events) + ("\n" if events else ""))
+    return ExportResult(out, len(lines), signed.size, reveal_reason is not None, siem_file)

@@ -6,6 +6,10 @@ token, and neither secret key ever leaves it.
   Ed25519 (PKCS#11 v3.0 §2.3.14): the signature is the one a software key would make,
   so every verifier, the standalone one included, checks it unchanged. The public key
   is read from the token.
+- On a token without EdDSA (many HSMs still implement PKCS#11 v2.40 only) it is an
+  ECDSA P-256 key pair (CKK_EC on prime256v1) instead: CKM_ECDSA signs SHA-256 of the
+  note text, and the raw ``r || s`` it answers (PKCS#11 v2.40 §2.3.1) is DER-encoded,
+  which is C2SP signed-note type 0x02 (appliance.audit.checkpoint).
 - The master key is an AES-256 secret key. It wraps each subject key with CKM_AES_GCM
   inside the token: a random 96-bit IV, the wrap context as additional authenticated
   data, a 128-bit tag, laid out ``IV || ciphertext || tag`` exactly as
@@ -17,33 +21,44 @@ Both work through one :class:`~appliance.audit.hsm_session.TokenSession`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pkcs11
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import Attribute, GCMParams, Mechanism, ObjectClass, PKCS11Error
 from pkcs11.types import DecryptMixin, EncryptMixin, SignMixin
 
-from appliance.audit.checkpoint import NoteSigner, NoteVerifier
-from appliance.audit.hsm_session import TokenConfig, TokenSession
+from appliance.audit.checkpoint import NoteSigner, NoteVerifier, PublicKey, check_signature
+from appliance.audit.hsm_session import (
+    SIGNING_MECHANISMS,
+    TokenConfig,
+    TokenSession,
+)
 from appliance.errors import ConfigurationError, VerificationError
 
 __all__ = [
     "ED25519_PARAMS",
+    "P256_PARAMS",
     "HsmKeys",
     "Pkcs11MasterKey",
     "Pkcs11SigningKey",
     "ed25519_point",
     "open_hsm_keys",
+    "p256_point",
 ]
 
 # DER of the object identifier id-Ed25519 (1.3.101.112, RFC 8410): CKA_EC_PARAMS.
 ED25519_PARAMS = bytes.fromhex("06032b6570")
 # ... or the printable string "edwards25519", which PKCS#11 v3.0 also allows.
 _ED25519_NAMED = b"\x13\x0cedwards25519"
+# DER of the object identifier prime256v1 / secp256r1 (1.2.840.10045.3.1.7, RFC 5480).
+P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")
 _NONCE = 12
 _TAG = 16
 # Signed and wrapped at start-up to test the keys. The NUL and the missing final
@@ -65,6 +80,17 @@ def ed25519_point(value: bytes) -> bytes:
     if len(value) == 32:
         return value
     raise ConfigurationError("the token's signing public key is not an Ed25519 point")
+
+
+def p256_point(value: bytes) -> ec.EllipticCurvePublicKey:
+    """The P-256 public key of a CKA_EC_POINT: the uncompressed point ``04 || X || Y``,
+    raw or in a DER OCTET STRING (PKCS#11 v2.40 §2.3.3; SoftHSM2 wraps it)."""
+    if len(value) == 67 and value[:2] == b"\x04\x41":
+        value = value[2:]
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), value)
+    except ValueError as exc:
+        raise ConfigurationError("the token's signing public key is not a P-256 point") from exc
 
 
 class Pkcs11MasterKey:
@@ -161,33 +187,49 @@ class Pkcs11MasterKey:
 
 
 class Pkcs11SigningKey:
-    """A :class:`~appliance.audit.checkpoint.SigningKey` in the token (CKM_EDDSA)."""
+    """A :class:`~appliance.audit.checkpoint.SigningKey` in the token: Ed25519
+    (CKM_EDDSA) or ECDSA P-256 (CKM_ECDSA), whichever the key under the label is; it
+    must be the type ``audit.keys.pkcs11.algorithm`` names (``auto``: either)."""
 
     def __init__(self, session: TokenSession) -> None:
         self._session = session
         self._label = session.config.signing_key_label
         name = session.config.name
 
-        def read_public(live: pkcs11.Session) -> bytes:
+        def read_public(live: pkcs11.Session) -> tuple[str, PublicKey]:
             public = session.find(live, ObjectClass.PUBLIC_KEY, self._label)
             private = self._private(live)
-            for key in (public, private):
-                if key[Attribute.KEY_TYPE] != pkcs11.KeyType.EC_EDWARDS:
+            types = {public[Attribute.KEY_TYPE], private[Attribute.KEY_TYPE]}
+            params = bytes(public[Attribute.EC_PARAMS])
+            point = bytes(public[Attribute.EC_POINT])
+            if types == {pkcs11.KeyType.EC_EDWARDS}:
+                if params not in (ED25519_PARAMS, _ED25519_NAMED):
                     raise ConfigurationError(
-                        f"the signing key {self._label!r} on {name} is not EdDSA"
+                        f"the signing key {self._label!r} on {name} is not on curve Ed25519"
                     )
-            if bytes(public[Attribute.EC_PARAMS]) not in (ED25519_PARAMS, _ED25519_NAMED):
-                raise ConfigurationError(
-                    f"the signing key {self._label!r} on {name} is not on curve Ed25519"
-                )
-            return ed25519_point(bytes(public[Attribute.EC_POINT]))
+                return "ed25519", Ed25519PublicKey.from_public_bytes(ed25519_point(point))
+            if types == {pkcs11.KeyType.EC}:
+                if params != P256_PARAMS:
+                    raise ConfigurationError(
+                        f"the signing key {self._label!r} on {name} is ECDSA but not on P-256"
+                    )
+                return "ecdsa-p256", p256_point(point)
+            raise ConfigurationError(
+                f"the signing key {self._label!r} on {name} is neither Ed25519 nor ECDSA P-256"
+            )
 
-        self._public = Ed25519PublicKey.from_public_bytes(
-            session.call("read the signing key", read_public)
-        )
+        self.algorithm, self._public = session.call("read the signing key", read_public)
+        wanted = session.config.algorithm
+        if wanted not in ("auto", self.algorithm):
+            raise ConfigurationError(
+                f"the signing key {self._label!r} on {name} is {self.algorithm}, but "
+                f"audit.keys.pkcs11.algorithm is {wanted}"
+            )
+        mechanism_name, self._mechanism = SIGNING_MECHANISMS[self.algorithm]
+        session.require(mechanism_name, self._mechanism, f"its {self.algorithm} signing key")
         # The private and public objects under this label must be one pair.
         try:
-            self._public.verify(self.sign(_SELF_TEST), _SELF_TEST)
+            check_signature(self._public, self.sign(_SELF_TEST), _SELF_TEST)
         except InvalidSignature as exc:
             raise ConfigurationError(
                 f"the private and public keys labelled {self._label!r} on {name} are not a pair"
@@ -200,17 +242,30 @@ class Pkcs11SigningKey:
         return key
 
     def sign(self, data: bytes) -> bytes:
-        return bytes(
+        if self.algorithm == "ed25519":
+            return bytes(
+                self._session.call(
+                    "sign", lambda live: self._private(live).sign(data, mechanism=Mechanism.EDDSA)
+                )
+            )
+        digest = hashlib.sha256(data).digest()
+        raw = bytes(
             self._session.call(
-                "sign", lambda live: self._private(live).sign(data, mechanism=Mechanism.EDDSA)
+                "sign", lambda live: self._private(live).sign(digest, mechanism=Mechanism.ECDSA)
             )
         )
+        # PKCS#11 answers r || s, each as long as the order (32 bytes for P-256);
+        # signed-note type 0x02 carries the ASN.1 DER form (Go's ecdsa.VerifyASN1).
+        if len(raw) != 64:
+            raise OSError(f"{self._session.config.name} answered a {len(raw)}-byte ECDSA signature")
+        r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+        return encode_dss_signature(r, s)
 
-    def public_key(self) -> Ed25519PublicKey:
+    def public_key(self) -> PublicKey:
         return self._public
 
     def __repr__(self) -> str:
-        return f"Pkcs11SigningKey(label={self._label!r})"
+        return f"Pkcs11SigningKey(label={self._label!r}, algorithm={self.algorithm!r})"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Putting the audit keys into a PKCS#11 token and reporting on them: `appliance audit
 keys init-hsm`, `appliance audit keys status` and `appliance doctor`.
 
-Keys are made in the token (CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_AES_KEY_GEN), or imported
+Keys are made in the token (CKM_EC_EDWARDS_KEY_PAIR_GEN, or CKM_EC_KEY_PAIR_GEN for ECDSA
+P-256 where the token lacks EdDSA or audit.keys.pkcs11.algorithm asks for it;
+CKM_AES_KEY_GEN), or imported
 from today's key files so that existing checkpoints keep verifying under the same
 public key and existing subject keys keep unwrapping. Either way the secret halves are
 CKA_SENSITIVE and not CKA_EXTRACTABLE: the token never hands them out again. Provisioning
@@ -24,10 +26,11 @@ from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, PK
 from appliance.audit.checkpoint import NoteSigner
 from appliance.audit.hsm import (
     ED25519_PARAMS,
+    P256_PARAMS,
     Pkcs11MasterKey,
     Pkcs11SigningKey,
 )
-from appliance.audit.hsm_session import TokenConfig, TokenSession
+from appliance.audit.hsm_session import TokenConfig, TokenSession, choose_algorithm
 from appliance.config import Settings
 from appliance.errors import ConfigurationError, VerificationError
 from appliance.keys.provider import FileKeyProvider
@@ -171,11 +174,28 @@ def _put_signing_key(
             "(e.g. pkcs11-tool --delete-object) and run init-hsm again"
         )
     ident = os.urandom(16)
+    algorithm = choose_algorithm(session.config.algorithm, session.mechanisms)
+    ecdsa = algorithm == "ecdsa-p256"
     public_template = {Attribute.TOKEN: True, Attribute.PRIVATE: False, Attribute.VERIFY: True,
                        Attribute.ENCRYPT: False, Attribute.WRAP: False,
-                       Attribute.EC_PARAMS: ED25519_PARAMS}  # fmt: skip
+                       Attribute.EC_PARAMS: P256_PARAMS if ecdsa else ED25519_PARAMS}  # fmt: skip
     private_template = {**_SECRET, **_NOTHING_ELSE, Attribute.SIGN: True,
                         Attribute.DECRYPT: False}  # fmt: skip
+    if ecdsa:
+        if key is not None:
+            raise ConfigurationError(
+                f"the signing key file holds an Ed25519 key, but {session.config.name} is to "
+                "sign with ECDSA P-256; use `appliance audit keys migrate --to pkcs11`, which "
+                "starts a new key and records the change in the log's key history"
+            )
+        _require(session, live, "CKM_EC_KEY_PAIR_GEN", Mechanism.EC_KEY_PAIR_GEN)
+        live.generate_keypair(
+            KeyType.EC, id=ident, label=label, store=True,
+            capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+            mechanism=Mechanism.EC_KEY_PAIR_GEN,
+            public_template=public_template, private_template=private_template,
+        )  # fmt: skip
+        return (f"generated signing key {label!r} (ECDSA P-256)",)
     if key is None:
         _require(session, live, "CKM_EC_EDWARDS_KEY_PAIR_GEN", Mechanism.EC_EDWARDS_KEY_PAIR_GEN)
         live.generate_keypair(
@@ -203,13 +223,14 @@ def _report(session: TokenSession, origin: str, done: tuple[str, ...]) -> TokenR
     config = session.config
     master = Pkcs11MasterKey(session)
     signing = Pkcs11SigningKey(session)
+    algorithm = "ECDSA P-256" if signing.algorithm == "ecdsa-p256" else "Ed25519"
 
     def facts(live: pkcs11.Session) -> tuple[KeyFacts, KeyFacts]:
         return (
             _facts(
                 session.find(live, ObjectClass.PRIVATE_KEY, config.signing_key_label),
                 config.signing_key_label,
-                "Ed25519 signing key",
+                f"{algorithm} signing key",
             ),
             _facts(
                 session.find(live, ObjectClass.SECRET_KEY, config.master_key_label),

@@ -32,16 +32,36 @@ from appliance.settings.audit import AuditPkcs11Settings
 if TYPE_CHECKING:
     from pkcs11._pkcs11 import lib as Cryptoki
 
-__all__ = ["REQUIRED_MECHANISMS", "TokenConfig", "TokenSession", "read_pin"]
+__all__ = [
+    "REQUIRED_MECHANISMS",
+    "SIGNING_MECHANISMS",
+    "TokenConfig",
+    "TokenSession",
+    "choose_algorithm",
+    "read_pin",
+]
 
 T = TypeVar("T")
 
-# What the appliance asks of the token while it runs (key generation is checked by
-# `appliance audit keys init-hsm`).
-REQUIRED_MECHANISMS: dict[str, Mechanism] = {
-    "CKM_EDDSA": Mechanism.EDDSA,
-    "CKM_AES_GCM": Mechanism.AES_GCM,
+# What the appliance asks of the token while it runs, besides the signing mechanism
+# of its key (key generation is checked by `appliance audit keys init-hsm`).
+REQUIRED_MECHANISMS: dict[str, Mechanism] = {"CKM_AES_GCM": Mechanism.AES_GCM}
+# The signing mechanism per algorithm. ECDSA signs a SHA-256 digest made outside the
+# token (plain CKM_ECDSA): every token that has ECDSA offers it, fewer offer
+# CKM_ECDSA_SHA256, and the note text hashed is public.
+SIGNING_MECHANISMS: dict[str, tuple[str, Mechanism]] = {
+    "ed25519": ("CKM_EDDSA", Mechanism.EDDSA),
+    "ecdsa-p256": ("CKM_ECDSA", Mechanism.ECDSA),
 }
+
+
+def choose_algorithm(setting: str, offered: frozenset[int]) -> str:
+    """``audit.keys.pkcs11.algorithm`` resolved against the token's mechanisms: ``auto``
+    is Ed25519 where the token offers CKM_EDDSA, else ECDSA P-256."""
+    if setting != "auto":
+        return setting
+    return "ed25519" if int(Mechanism.EDDSA) in offered else "ecdsa-p256"
+
 
 # A session that fails with one of these is gone; a new one may work.
 _LOST = (
@@ -88,6 +108,7 @@ class TokenConfig:
     pin_file: Path
     signing_key_label: str = "appliance-audit-signing"
     master_key_label: str = "appliance-audit-master"
+    algorithm: str = "auto"  # auto | ed25519 | ecdsa-p256
 
     @classmethod
     def from_settings(cls, section: AuditPkcs11Settings) -> TokenConfig:
@@ -103,6 +124,7 @@ class TokenConfig:
             pin_file=section.pin_file,
             signing_key_label=section.signing_key_label,
             master_key_label=section.master_key_label,
+            algorithm=section.algorithm,
         )
 
     @property
@@ -159,6 +181,7 @@ class TokenSession:
         self._session: pkcs11.Session | None = None
         self._found: dict[tuple[ObjectClass, str], pkcs11.Object] = {}
         self.token_model = ""
+        self.mechanisms: frozenset[int] = frozenset()  # what the token offers, from open()
 
     def __repr__(self) -> str:
         return f"TokenSession({self.config.token_label!r}, module={str(self.config.module)!r})"
@@ -173,6 +196,7 @@ class TokenSession:
             except PKCS11Error as exc:
                 self._drop()
                 raise _startup_error(self.config, exc) from exc
+        self.mechanisms = frozenset(offered)
         missing = [name for name, m in REQUIRED_MECHANISMS.items() if int(m) not in offered]
         if missing:
             self.close()
@@ -181,6 +205,15 @@ class TokenSession:
                 "the audit keys need (docs/audit.md, Keys in an HSM)"
             )
         return self
+
+    def require(self, name: str, mechanism: Mechanism, why: str) -> None:
+        """ConfigurationError unless the token offers ``mechanism`` (checked at open)."""
+        if int(mechanism) not in self.mechanisms:
+            self.close()
+            raise ConfigurationError(
+                f"{self.config.name} ({self.token_model}) lacks {name}, which {why} needs "
+                "(docs/audit.md, Keys in an HSM)"
+            )
 
     def _connect(self) -> pkcs11.Session:
         token = _load(self.config.module).get_token(token_label=self.config.token_label)

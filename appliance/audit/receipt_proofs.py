@@ -1,6 +1,11 @@
 """What a caller needs to check a receipt against the log: inclusion proofs of the two
 leaves it names to the latest signed checkpoint, and, from a checkpoint the caller
-already holds, a consistency proof to that one."""
+already holds, a consistency proof to that one.
+
+Who may have it: the caller whose request it was, and auditors. Anyone else asking for
+a request that exists is refused (403 ``receipt_forbidden``, and the gateway's error
+handler writes the refusal to the log); an id with no answered request is 404
+``receipt_not_found``."""
 
 from __future__ import annotations
 
@@ -9,11 +14,54 @@ from typing import Any
 from appliance.audit.access import inclusion_proof_for
 from appliance.audit.checkpoint import NoteVerifier
 from appliance.audit.consistency import consistency_proof_for
-from appliance.audit.records import AuditEvent
-from appliance.audit.store import SqlAuditStore
-from appliance.errors import InvalidRequest, ModelNotFound
+from appliance.audit.records import AuditEvent, SealedEntry
+from appliance.audit.store import SearchFilter, SqlAuditStore
+from appliance.errors import InvalidRequest, ModelNotFound, PermissionDenied
 
-__all__ = ["receipt_proof"]
+__all__ = ["receipt_pair", "receipt_proof"]
+
+# Callers choose their own request ids (X-Request-Id), so one id may name several
+# requests; the proof looks at this many records with it.
+_MAX_RECORDS = 1000
+
+
+def receipt_pair(
+    entries: list[SealedEntry], *, subject: str | None, completion_index: int | None = None
+) -> tuple[SealedEntry, SealedEntry]:
+    """The request and completion entries a receipt names, from the records of one
+    request id in log order: the caller's own (``subject``; None: an auditor, all),
+    the completion at ``completion_index`` (default: the latest), and the request
+    before it by the same subject. Pure.
+
+    ModelNotFound when there is no such answered request; PermissionDenied when there
+    is, but only someone else's."""
+    pairs = []
+    for position, done in enumerate(entries):
+        if done.record.event is not AuditEvent.COMPLETION:
+            continue
+        if completion_index is not None and done.index != completion_index:
+            continue
+        asked = next(
+            (
+                e
+                for e in reversed(entries[:position])
+                if e.record.event is AuditEvent.REQUEST and e.record.subject == done.record.subject
+            ),
+            None,
+        )
+        if asked is not None:
+            pairs.append((asked, done))
+    if not pairs:
+        raise ModelNotFound("no receipt for this request id", code="receipt_not_found")
+    own = [pair for pair in pairs if subject is None or pair[1].record.subject == subject]
+    if not own:
+        # Never whose it is: the refusal says only that it is not the caller's.
+        raise PermissionDenied(
+            "this request was made by another caller; only its caller or an auditor "
+            "(role appliance-auditor) may have its proof",
+            code="receipt_forbidden",
+        )
+    return own[-1]
 
 
 def receipt_proof(
@@ -24,25 +72,24 @@ def receipt_proof(
     verifier: NoteVerifier,
     subject: str | None,
     since: int | None = None,
+    completion_index: int | None = None,
 ) -> dict[str, Any]:
-    """The proof document for the receipt of ``request_id``. ``subject``: the caller's,
-    who may see only their own records (None: an auditor, who may see all); anything
-    else reads as no such receipt (404), so ids of others' requests reveal nothing."""
-    records = store.by_request(request_id)
-    request = next((r for r in records if r.event is AuditEvent.REQUEST), None)
-    completion = next((r for r in reversed(records) if r.event is AuditEvent.COMPLETION), None)
-    if (
-        request is None
-        or completion is None
-        or (subject is not None and {request.subject, completion.subject} != {subject})
-    ):
-        raise ModelNotFound(f"no receipt for request {request_id}", code="receipt_not_found")
+    """The proof document for the receipt of ``request_id`` (see :func:`receipt_pair`
+    for ``subject`` and ``completion_index``)."""
+    found = store.search(SearchFilter(request_id=request_id, limit=_MAX_RECORDS))
+    request, completion = receipt_pair(
+        [stored.entry for stored in found], subject=subject, completion_index=completion_index
+    )
     checkpoint = store.latest_checkpoint()
     proofs = {}
-    for name, record in (("request", request), ("completion", completion)):
+    for name, entry in (("request", request), ("completion", completion)):
         try:
             proofs[name] = inclusion_proof_for(
-                store, record.record_id, origin=origin, verifier=verifier, checkpoint=checkpoint
+                store,
+                entry.record.record_id,
+                origin=origin,
+                verifier=verifier,
+                checkpoint=checkpoint,
             )
         except InvalidRequest as exc:
             raise InvalidRequest(

@@ -54,12 +54,16 @@ class AuditEvent(StrEnum):
     AUDIT_EXPORT = "audit.export"
     AUDIT_SHRED = "audit.shred"
     AUDIT_RETENTION = "audit.retention"
+    AUDIT_KEYS = "audit.keys"  # the log's keys moved or changed (appliance.audit.key_history)
     # Browser sign-in and sign-out (API key or Keycloak), failed sign-ins included.
     SIGN_IN = "auth.sign_in"
     SIGN_OUT = "auth.sign_out"
     # Admin acts on API keys, each recorded before it takes effect.
     API_KEY_CREATE = "admin.api_key.create"
     API_KEY_REVOKE = "admin.api_key.revoke"
+    # Admin acts on LoRA adapters in the engines, each recorded before it takes effect.
+    ADAPTER_LOAD = "admin.adapter.load"
+    ADAPTER_UNLOAD = "admin.adapter.unload"
 
 
 class Outcome(StrEnum):

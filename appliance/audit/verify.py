@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from appliance.audit.checkpoint import Checkpoint, NoteVerifier, verify_checkpoint
+from appliance.audit.key_history import KeyHistory, read_key_history
 from appliance.audit.merkle import CompactRange, leaf_hash
 from appliance.audit.records import leaf_bytes_of
 from appliance.audit.store import LeafRow, SqlAuditStore, StoredCheckpoint
@@ -160,16 +161,22 @@ def _moved_or_changed(store: SqlAuditStore, row: LeafRow, floor: int) -> LogVeri
 
 
 def _check_checkpoints(
-    stored: list[StoredCheckpoint], verifier: NoteVerifier, origin: str
+    stored: list[StoredCheckpoint], history: KeyHistory, origin: str
 ) -> dict[int, bytes]:
     """Steps 1-2: signatures, and sizes only ever growing in signing order."""
     roots: dict[int, bytes] = {}
     previous: StoredCheckpoint | None = None
+    try:
+        # 1a. each key change's handover checkpoint is signed by both keys
+        #     (appliance.audit.key_history).
+        history.check_handovers([(c.tree_size, c.note) for c in stored], origin=origin)
+    except VerificationError as exc:
+        raise LogVerificationError(exc.message) from exc
     for item in stored:
-        # 1. C2SP signed-note: a valid Ed25519 signature by the log's key over a
-        #    well-formed checkpoint body with this log's origin line.
+        # 1. C2SP signed-note: a valid signature by the log's key for that tree size
+        #    (its key history) over a well-formed checkpoint body with this log's origin.
         try:
-            signed = verify_checkpoint(item.note, verifier, origin=origin)
+            signed = history.verify(item.note, origin=origin)
         except VerificationError as exc:
             raise LogVerificationError(
                 f"checkpoint at tree size {item.tree_size} is forged: {exc.message}"
@@ -223,12 +230,21 @@ def verify_log(
     still built, and every check made, in index order here.
     """
     checkpoints = store.checkpoints()
-    roots = _check_checkpoints(checkpoints, verifier, origin)
+    try:
+        # The keys that signed which sizes, from the log's audit.keys records; they are
+        # checked below like every other record.
+        history = read_key_history(store.engine, verifier)
+    except VerificationError as exc:
+        raise LogVerificationError(f"key history: {exc.message}") from exc
+    roots = _check_checkpoints(checkpoints, history, origin)
     outside: Checkpoint | None = None
     if external is not None:
         # 3.
         try:
-            outside = verify_checkpoint(external, external_verifier or verifier, origin=origin)
+            if external_verifier is not None:
+                outside = verify_checkpoint(external, external_verifier, origin=origin)
+            else:
+                outside = history.verify(external, origin=origin)
         except VerificationError as exc:
             raise LogVerificationError(f"outside checkpoint: {exc.message}") from exc
         if outside.size in roots and not hmac.compare_digest(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from appliance.audit.checkpoint import NoteSigner, NoteVerifier
 from appliance.audit.hsm import open_hsm_keys
@@ -17,6 +17,8 @@ from appliance.audit.keyring import SubjectKeyRing
 from appliance.audit.log import AuditLog
 from appliance.audit.writer import GroupCommitWriter
 from appliance.config import Settings
+from appliance.db.tables import audit_subject_keys
+from appliance.errors import ConfigurationError
 from appliance.keys.provider import FileKeyProvider, KeyProvider, VaultTransitKeyProvider
 from appliance.keys.signing import load_signer
 
@@ -79,6 +81,8 @@ def open_audit_log(
     keyring = SubjectKeyRing(engine, provider)
     if settings.audit.keys.backend == "pkcs11":
         keyring.check_master_key()  # a wrong key in the token keeps the gateway down
+    else:
+        _refuse_keys_moved_to_a_token(engine, provider)
     log = AuditLog(
         engine,
         keyring=keyring,
@@ -90,6 +94,25 @@ def open_audit_log(
     )
     log.open()
     return log
+
+
+def _refuse_keys_moved_to_a_token(engine: Engine, provider: KeyProvider) -> None:
+    """After `appliance audit keys migrate --to pkcs11` the subject keys are wrapped by
+    the token: a gateway left on key files would wrap new ones under the old key and
+    sign with the old checkpoint key, which `audit verify` reports as forged."""
+    with engine.connect() as connection:
+        newest = connection.execute(
+            select(audit_subject_keys.c.master_key_id)
+            .where(audit_subject_keys.c.wrapped_key.is_not(None))
+            .order_by(audit_subject_keys.c.created_at.desc())
+            .limit(1)
+        ).scalar()
+    if isinstance(newest, str) and newest.startswith("pkcs11:"):
+        raise ConfigurationError(
+            f"the audit keys were moved into a PKCS#11 token ({newest}; `appliance audit "
+            f"keys migrate`), but audit.keys.backend is file ({provider.key_id}): set "
+            "audit.keys.backend: pkcs11"
+        )
 
 
 def group_commit_writer(settings: Settings, log: AuditLog) -> GroupCommitWriter:

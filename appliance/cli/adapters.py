@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +26,7 @@ from appliance.adapters import (
     verify_adapter,
 )
 from appliance.cli.common import ConfigOption, console, settings_from
-from appliance.errors import ConfigurationError
+from appliance.errors import ConfigurationError, ManifestError
 from appliance.planner.profiles import find_profile
 
 __all__ = ["app"]
@@ -137,11 +138,30 @@ def list_(
 
 
 @app.command("verify")
-def verify(name: NameArgument, base: BaseOption = None, config: ConfigOption = None) -> None:
+def verify(
+    name: NameArgument,
+    base: BaseOption = None,
+    expect_sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-sha256",
+            help="Also require this manifest sha256 (the one `adapters list` printed when "
+            "the adapter was approved): a re-imported or edited adapter fails",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
     """Check every file of an adapter (teams included) against its sha256 manifest."""
     settings = settings_from(config)
     adapter = find_adapter(settings.model_store, name, base)
     entries = verify_adapter(adapter)
+    if expect_sha256 is not None and not hmac.compare_digest(
+        adapter.manifest_sha256, expect_sha256.strip().lower()
+    ):
+        raise ManifestError(
+            f"{adapter.qualified_name}: manifest sha256 {adapter.manifest_sha256} is not the "
+            f"expected {expect_sha256}: the adapter changed since it was approved"
+        )
     console.print(
         f"{adapter.qualified_name}: {len(entries)} files match the manifest "
         f"(sha256 {adapter.manifest_sha256})",

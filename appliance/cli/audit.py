@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import getpass
 import json
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +21,6 @@ from rich.table import Table
 
 from appliance.audit.access import (
     Actor,
-    apply_retention,
     inclusion_proof_for,
     record_act,
     reveal,
@@ -32,14 +30,16 @@ from appliance.audit.access import (
 from appliance.audit.checkpoint import NoteVerifier
 from appliance.audit.consistency import consistency_proof_for
 from appliance.audit.export import export_bundle
-from appliance.audit.forward import Batch, ForwardError, forwarder_for
+from appliance.audit.forward import siem_options
 from appliance.audit.log import AuditLog
 from appliance.audit.records import AuditEvent, metadata_of
 from appliance.audit.store import SearchFilter, SqlAuditStore
 from appliance.audit.verify import verify_log
 from appliance.audit.wiring import audit_verifier, open_audit_log
+from appliance.cli.audit_forward import forward
 from appliance.cli.audit_keys import keys_app
-from appliance.cli.common import ConfigOption, console, err_console, settings_from
+from appliance.cli.audit_retention import retention_app
+from appliance.cli.common import ConfigOption, console, settings_from
 from appliance.cli.witness import check_witnesses
 from appliance.config import Settings
 from appliance.db import create_db_engine
@@ -51,9 +51,16 @@ app = typer.Typer(
     help="The tamper-evident audit log: verify, search, reveal, prove, export, erase.",
     no_args_is_help=True,
 )
-retention_app = typer.Typer(help="Retention of encrypted content.", no_args_is_help=True)
 app.add_typer(retention_app, name="retention")
 app.add_typer(keys_app, name="keys")
+app.command("forward")(forward)  # appliance/cli/audit_forward.py
+
+
+class ExportFormat(StrEnum):
+    BUNDLE = "bundle"
+    CEF = "cef"
+    OCSF = "ocsf"
+
 
 ActorOption = Annotated[
     str | None,
@@ -292,8 +299,21 @@ def public_key(config: ConfigOption = None) -> None:
 @app.command("export")
 def export(
     out: Annotated[Path, typer.Option("--out", help="The bundle to write (.zip)")],
-    since: Annotated[str | None, typer.Option("--from", help="ISO time (UTC if no zone)")] = None,
-    until: Annotated[str | None, typer.Option("--to", help="ISO time, exclusive")] = None,
+    since: Annotated[
+        str | None, typer.Option("--from", "--since", help="ISO time (UTC if no zone)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--to", "--until", help="ISO time, exclusive")
+    ] = None,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="bundle: the signed evidence bundle; cef or ocsf: the bundle plus the "
+            "same records' metadata as CEF lines (events.cef) or OCSF JSON lines "
+            "(events.ocsf.jsonl) in it",
+        ),
+    ] = ExportFormat.BUNDLE,
     reveal_content: Annotated[
         bool, typer.Option("--reveal", help="Decrypt content into the bundle (needs --reason)")
     ] = False,
@@ -301,17 +321,21 @@ def export(
     actor: ActorOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Write an evidence bundle that verifies with its own standalone verifier."""
+    """Write an evidence bundle that verifies with its own standalone verifier; with
+    --format cef|ocsf also the records' metadata for a SIEM or WORM archive."""
     if reveal_content and not reason:
         raise InvalidRequest("--reveal needs --reason")
+    settings = settings_from(config)
+    siem = None if fmt is ExportFormat.BUNDLE else (fmt.value, siem_options(settings))
     with _log(config) as log:
         result = export_bundle(
             log, out, since=_time(since, "--from"), until=_time(until, "--to"),
-            actor=_actor(actor), reveal_reason=reason if reveal_content else None,
+            actor=_actor(actor), reveal_reason=reason if reveal_content else None, siem=siem,
         )  # fmt: skip
     console.print(
         f"wrote {result.path}: {result.records} records, proofs against tree size "
-        f"{result.tree_size}{' (content revealed)' if result.revealed else ''}",
+        f"{result.tree_size}{' (content revealed)' if result.revealed else ''}"
+        f"{f'; metadata as {fmt.value} in {result.siem_file}' if result.siem_file else ''}",
         highlight=False,
     )
 
@@ -328,101 +352,3 @@ def shred(
     with _log(config) as log:
         count = shred_subject(log, subject, actor=_actor(actor), reason=reason)
     console.print(f"destroyed {count} key(s) of {subject}", highlight=False)
-
-
-@retention_app.command("apply")
-def retention_apply(
-    days: Annotated[
-        int | None, typer.Option(min=1, help="Default: audit.retention_days from settings")
-    ] = None,
-    actor: ActorOption = None,
-    config: ConfigOption = None,
-) -> None:
-    """Drop encrypted content older than the retention period (leaves stay)."""
-    settings = settings_from(config)
-    with _log(config) as log:
-        dropped = apply_retention(
-            log, days=days or settings.audit.retention_days, actor=_actor(actor)
-        )
-    console.print(f"dropped content of {dropped} record(s)")
-
-
-@app.command("forward")
-def forward(
-    once: Annotated[
-        bool,
-        typer.Option(
-            "--once",
-            help="Forward what the log holds now, then exit (cron, tests); exit 1 if the "
-            "SIEM does not take it",
-        ),
-    ] = False,
-    interval: Annotated[
-        float | None,
-        typer.Option(
-            "--interval",
-            min=0.1,
-            help="Seconds between looks for new records; default: audit.forward.poll_interval_s",
-            show_default=False,
-        ),
-    ] = None,
-    from_index: Annotated[
-        int | None,
-        typer.Option(
-            "--from-index",
-            min=0,
-            help="Start at this log index instead of the saved cursor (resend; the SIEM "
-            "drops repeats by index)",
-            show_default=False,
-        ),
-    ] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Forward record metadata (never prompts or answers) to your SIEM, in log order:
-    RFC 5424 syslog, CEF or OCSF over TLS, TCP or UDP, as audit.forward in
-    appliance.yaml says. Follows the log until stopped (Ctrl-C, SIGTERM); resumes
-    from its cursor file. At least once: after a crash the last batch may arrive
-    again, with the same log index."""
-    with _store(config) as (settings, store):
-        forwarder = forwarder_for(settings, store)
-        start = forwarder.position(from_index).next_index
-        console.print(
-            f"forwarding {settings.audit.origin} from record {start} to "
-            f"{forwarder.destination} as {forwarder.fmt} "
-            f"(cursor: {forwarder.cursor_file.path})",
-            highlight=False,
-        )
-
-        def progress(batch: Batch) -> None:
-            console.print(
-                f"forwarded records {batch.first}-{batch.last} ({batch.count}); "
-                f"{batch.behind} behind",
-                highlight=False,
-            )
-
-        if once:
-            sent = forwarder.run_once(progress)
-            after = forwarder.position().next_index
-            console.print(f"done: {sent} record(s) forwarded; next is {after}", highlight=False)
-            return
-
-        def retry(error: ForwardError, delay: float) -> None:
-            err_console.print(
-                f"warning: {error.message}; retrying in {delay:g} s",
-                markup=False,
-                highlight=False,
-            )
-
-        stop = threading.Event()
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            forwarder.follow(
-                interval_s=interval or settings.audit.forward.poll_interval_s,
-                max_backoff_s=settings.audit.forward.max_backoff_s,
-                stop=stop, on_batch=progress, on_retry=retry,
-            )  # fmt: skip
-        except KeyboardInterrupt:
-            pass  # the cursor is saved after every batch
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-        console.print(f"stopped; next is {forwarder.position().next_index}", highlight=False)

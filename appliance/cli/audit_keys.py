@@ -1,17 +1,26 @@
-"""``appliance audit keys init-hsm|status``: the audit log's signing and master keys.
+"""``appliance audit keys init-hsm|status|migrate|history``: the audit log's signing and
+master keys.
 
 Thin: parses, calls appliance.audit.hsm_admin, prints (docs/audit.md, Keys in an HSM).
 """
 
 from __future__ import annotations
 
+import getpass
+import json
 from typing import Annotated
 
 import typer
 
+from appliance.audit.access import Actor
 from appliance.audit.hsm_admin import TokenReport, file_keys, key_backend_report, provision
+from appliance.audit.hsm_migrate import migrate_to_pkcs11
 from appliance.audit.hsm_session import TokenConfig
+from appliance.audit.key_history import read_key_history
+from appliance.audit.wiring import audit_verifier
 from appliance.cli.common import ConfigOption, console, settings_from
+from appliance.db import create_db_engine
+from appliance.errors import InvalidRequest
 
 __all__ = ["keys_app"]
 
@@ -82,3 +91,82 @@ def status(config: ConfigOption = None) -> None:
         typer.echo(report.verifier_key)
     if any(level == "fail" for level, _ in findings):
         raise typer.Exit(1)
+
+
+@keys_app.command("migrate")
+def migrate(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", help="Where the keys go: pkcs11 (the token named by audit.keys.pkcs11)"
+        ),
+    ],
+    keep_signing_key: Annotated[
+        bool,
+        typer.Option(
+            "--keep-signing-key",
+            help="Import today's Ed25519 signing key into the token instead of starting a "
+            "new one (the verifier key stays the same; not with algorithm ecdsa-p256)",
+        ),
+    ] = False,
+    actor: Annotated[
+        str | None, typer.Option("--actor", help="Who acts (recorded); default: the OS user")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Move the log's keys from files (or Vault) into the PKCS#11 token: re-wrap every
+    subject key under the token's master key, start a signing key there (or import
+    today's), record the change in the log and sign the handover checkpoint with both
+    keys. Stop the gateway first; keep audit.keys.backend at file until this is done."""
+    if to != "pkcs11":
+        raise InvalidRequest("--to: only pkcs11 is supported")
+    settings = settings_from(config)
+    username = actor or getpass.getuser()
+    engine = create_db_engine(settings.database_url)
+    try:
+        report = migrate_to_pkcs11(
+            settings,
+            engine,
+            actor=Actor(subject=f"cli:{username}", username=username, auth_method="cli"),
+            keep_signing_key=keep_signing_key,
+        )
+    finally:
+        engine.dispose()
+    _print_report(report.token)
+    if report.record_index is None:
+        console.print("Nothing to do: this log's keys were migrated already.", highlight=False)
+        return
+    console.print(
+        f"re-wrapped {report.rewrapped} subject keys under the token's master key"
+        + (f" ({report.kept} were already)" if report.kept else ""),
+        highlight=False,
+    )
+    console.print(
+        f"recorded as audit record {report.record_index}; handover checkpoint at tree size "
+        f"{report.checkpoint_size}",
+        highlight=False,
+    )
+    if report.key != report.previous_key:
+        console.print(
+            f"the checkpoint key changed: earlier checkpoints verify under {report.previous_key}, "
+            "later ones under the key above (`appliance audit keys history`)",
+            highlight=False,
+            markup=False,
+        )
+    console.print(
+        "Now set audit.keys.backend: pkcs11 in appliance.yaml, restart the gateway, and move "
+        "the old key files to offline storage or destroy them.",
+        highlight=False,
+    )
+
+
+@keys_app.command("history")
+def history(config: ConfigOption = None) -> None:
+    """The log's checkpoint keys in order and the tree sizes each signs (JSON)."""
+    settings = settings_from(config)
+    engine = create_db_engine(settings.database_url)
+    try:
+        found = read_key_history(engine, audit_verifier(settings))
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps([epoch.describe() for epoch in found.epochs], indent=2))

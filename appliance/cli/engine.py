@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from appliance.adapters import engine_lora_serving, lora_serving
 from appliance.cli.common import ConfigOption, console, settings_from
 from appliance.config import Settings, process_environment
 from appliance.engine import (
@@ -44,7 +45,12 @@ def start_engine(settings: Settings, secrets: DeploymentSecrets) -> EngineSuperv
     """Verify the model, start vLLM and wait for it, showing progress throughout."""
     with console.status("preparing model") as status:
         model_dir = ready_engine_model(settings, progress=status.update)
-    spec = spec_from_settings(settings, secrets.engine_api_key)
+        status.update("verifying adapters")
+        lora = engine_lora_serving(settings)  # each checked against its manifest
+    spec = spec_from_settings(settings, secrets.engine_api_key, lora=lora)
+    if lora is not None:
+        names = ", ".join(module.name for module in lora.modules)
+        console.print(f"serving {len(lora.modules)} adapter(s): {names}", highlight=False)
     log_path = settings.data_dir / "logs" / f"engine-{spec.served_model_name}.log"
     supervisor = EngineSupervisor(
         spec,
@@ -87,7 +93,7 @@ def run(config: ConfigOption = None) -> None:
 def command(config: ConfigOption = None) -> None:
     """Print the vLLM command line and environment the engine would run with."""
     settings = settings_from(config)
-    spec = spec_from_settings(settings, "<shared secret>")
+    spec = spec_from_settings(settings, "<shared secret>", lora=engine_lora_serving(settings))
     env = spec.environment({}, cpu_count=1)
     env["VLLM_API_KEY"] = "<shared secret>"
     for key, value in sorted(env.items()):
@@ -130,12 +136,14 @@ def _plan_spec(
         raise ConfigurationError(f"--role must be head or worker, not {role!r}")
     plan = read_plan(plan_file)
     role_value: Role = "head" if role == "head" else "worker"
+    directory = (model_dir or settings.model_store / plan.model).resolve()
+    # Every node gets the model's adapters (verified here), named <served>:<adapter>.
+    lora = lora_serving(settings.model_store, directory.name, plan.served_model_name)
     try:
         return launch_spec_from_plan(
-            plan, role=role_value, node_rank=node_rank,
-            model_dir=(model_dir or settings.model_store / plan.model).resolve(),
+            plan, role=role_value, node_rank=node_rank, model_dir=directory,
             api_key=api_key, host=settings.engine.host, port=settings.engine.port,
-            master_addr=master_addr, tls=engine_tls_from_settings(settings),
+            master_addr=master_addr, tls=engine_tls_from_settings(settings), lora=lora,
         )  # fmt: skip
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -14,7 +15,7 @@ from appliance.cli.common import ConfigOption, console, settings_from
 from appliance.db import create_db_engine
 from appliance.errors import InvalidRequest
 from appliance.gateway.services import utc_now
-from appliance.identity.apikeys import ApiKeyService
+from appliance.identity.apikeys import TEAM_PATTERN, ApiKeyService
 from appliance.identity.roles import Role
 from appliance.keys.deployment import deployment_secrets
 
@@ -48,6 +49,10 @@ def create(
             "--model", help="Allowed model glob (repeatable; default: all the roles allow)"
         ),
     ] = None,
+    team: Annotated[
+        str | None,
+        typer.Option("--team", help="Team the caller acts for (per-team adapters)"),
+    ] = None,
     expires_in_days: Annotated[
         int | None, typer.Option(help="Expire after this many days (default: never)")
     ] = None,
@@ -56,6 +61,8 @@ def create(
     """Create a key and print it once. Only its keyed hash is stored."""
     if expires_in_days is not None and expires_in_days < 1:
         raise InvalidRequest("--expires-in-days must be at least 1")
+    if team is not None and not re.match(TEAM_PATTERN, team):
+        raise InvalidRequest(f"--team {team!r}: letters, digits and . _ @ / - (at most 128)")
     now = utc_now()
     with _service(config) as service:
         created = service.create(
@@ -64,6 +71,7 @@ def create(
             roles=role or [Role.USER.value],
             models=model or None,
             now=now,
+            team=team,
             expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
         )
     console.print(f"key id: {created.record.key_id}", highlight=False)
@@ -77,7 +85,7 @@ def list_keys(config: ConfigOption = None) -> None:
     now = utc_now()
     table = Table()
     table.add_column("key id", no_wrap=True, min_width=12)  # copied into `keys revoke`
-    for heading in ("name", "owner", "roles", "models", "created", "expires", "state"):
+    for heading in ("name", "owner", "team", "roles", "models", "created", "expires", "state"):
         table.add_column(heading)
     with _service(config) as service:
         records = service.list()
@@ -89,6 +97,7 @@ def list_keys(config: ConfigOption = None) -> None:
             record.key_id,
             record.name,
             record.owner,
+            record.team or "-",
             ",".join(record.roles),
             ",".join(record.models) if record.models else "(by role)",
             record.created_at.strftime("%Y-%m-%d %H:%M"),

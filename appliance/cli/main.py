@@ -19,6 +19,7 @@ from appliance.cli import (
     keys,
     models,
     plan,
+    receipt,
     serve,
     up,
     witness,
@@ -51,6 +52,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(certs.app, name="certs")
 app.add_typer(bundle.app, name="bundle")
 app.add_typer(witness.app, name="witness")
+app.add_typer(receipt.app, name="receipt")
 
 
 def main() -> None:

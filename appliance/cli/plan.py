@@ -14,6 +14,7 @@ from appliance.cli.common import console, err_console
 from appliance.errors import BundleError, ConfigurationError
 from appliance.planner import (
     HEAD_ADDRESS_PLACEHOLDER,
+    EmbeddingRequest,
     GpuType,
     Layout,
     ModelProfile,
@@ -23,6 +24,7 @@ from appliance.planner import (
     find_profile,
     gpu_type,
     make_plan,
+    plan_with_embedding,
     render_ansible_vars,
     render_helm_values,
     render_json,
@@ -32,7 +34,7 @@ from appliance.planner.report import refusal_to_dict
 from appliance.release.create import BUNDLE_INFO
 from appliance.release.helm_images import bundle_image_values, merge_values
 
-__all__ = ["FabricChoice", "Format", "GoalChoice", "KvDtypeChoice", "plan"]
+__all__ = ["FabricChoice", "Format", "GoalChoice", "KvDtypeChoice", "PlacementChoice", "plan"]
 
 REFUSED_EXIT_CODE = 2
 
@@ -57,6 +59,11 @@ class KvDtypeChoice(enum.StrEnum):
 class FabricChoice(enum.StrEnum):
     none = "none"
     rdma = "rdma"
+
+
+class PlacementChoice(enum.StrEnum):
+    shared = "shared"
+    separate = "separate"
 
 
 def plan(
@@ -124,9 +131,40 @@ def plan(
     ep: Annotated[
         bool | None, typer.Option("--ep/--no-ep", help="Force expert parallelism on/off")
     ] = None,
+    embedding_model: Annotated[
+        str | None,
+        typer.Option(
+            "--embedding-model",
+            help="Also plan an embedding engine for this profile (vLLM pooling runner)",
+        ),
+    ] = None,
+    embedding_placement: Annotated[
+        PlacementChoice,
+        typer.Option(
+            "--embedding-placement",
+            help="shared: on the chat engine's GPUs (it gives up the share); separate: own GPUs",
+        ),
+    ] = PlacementChoice.shared,
+    embedding_gpus: Annotated[
+        int, typer.Option("--embedding-gpus", min=1, help="GPUs of its own (separate)")
+    ] = 1,
+    embedding_max_model_len: Annotated[
+        int, typer.Option("--embedding-max-model-len", min=16, help="Longest embedding input")
+    ] = 512,
 ) -> None:
-    """Plan a model on GPUs: layout, memory per GPU, KV cache, concurrency, commands."""
+    """Plan a model on GPUs: layout, memory per GPU, KV cache, concurrency, commands;
+    with --embedding-model, an embedding engine beside it."""
     profile = find_profile(model, profiles_dir)
+    embedding: tuple[ModelProfile, EmbeddingRequest] | None = None
+    if embedding_model is not None:
+        embedding_profile = find_profile(embedding_model, profiles_dir)
+        try:
+            embedding = embedding_profile, EmbeddingRequest(
+                model=embedding_profile.name, placement=embedding_placement.value,
+                gpus=embedding_gpus, max_model_len=embedding_max_model_len,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
     try:
         device = gpu_type(gpu)
         layout = _forced_layout(profile, device, gpus_per_node * nodes, tp, pp, dp, ep)
@@ -148,7 +186,10 @@ def plan(
         raise ConfigurationError(str(exc)) from exc
     path = model_path or f"/models/{profile.name}"
     try:
-        result = make_plan(profile, device, request)
+        if embedding is None:
+            result = make_plan(profile, device, request)
+        else:
+            result = plan_with_embedding(profile, device, request, *embedding)
     except PlanRefused as refusal:
         if output_format is Format.json:
             _emit(json.dumps(refusal_to_dict(refusal), indent=2) + "\n", output)

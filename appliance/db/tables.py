@@ -23,6 +23,7 @@ __all__ = [
     "audit_checkpoints",
     "audit_contents",
     "audit_cosignatures",
+    "audit_forward_cursor",
     "audit_log",
     "audit_subject_keys",
     "browser_logins",
@@ -45,6 +46,8 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # The team the key's caller acts for (adapters are served to their teams).
+    Column("team", String(128), nullable=True),
 )
 
 # The tamper-evident audit log (appliance/audit). Append-only: the code inserts and
@@ -144,6 +147,22 @@ audit_cosignatures = Table(
     Column("witness", String(200), primary_key=True),
     Column("line", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# The SIEM forwarder's position (appliance/audit/forward_cursor.py), one row per
+# destination (host:port:format): the next index to send, the leaf hash before it and
+# when the SIEM last took a batch, which every gateway reads for the lag metrics.
+# ``holder`` / ``held_until`` is the running forwarder's lease: a second one waits.
+audit_forward_cursor = Table(
+    "audit_forward_cursor",
+    metadata,
+    Column("destination", String(300), primary_key=True),
+    Column("next_index", BigInteger, nullable=False),
+    Column("last_leaf_hash", LargeBinary(32), nullable=True),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("holder", String(200), nullable=True),
+    Column("held_until", DateTime(timezone=True), nullable=True),
 )
 
 # Browser sessions, shared by every gateway process and kept across restarts

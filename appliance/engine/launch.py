@@ -23,7 +23,9 @@ __all__ = [
     "LaunchSpec",
     "LoraModule",
     "LoraServing",
+    "Pooling",
     "cpu_thread_binding",
+    "embedding_spec_from_settings",
     "engine_tls_from_settings",
     "lora_rank_limit",
     "spec_from_settings",
@@ -138,6 +140,26 @@ class LoraServing:
 
 
 @dataclass(frozen=True)
+class Pooling:
+    """vLLM's pooling runner: an embedding model, or a generative checkpoint converted
+    into one (``--convert embed``), with the pooling and normalisation stated rather than
+    left to vLLM's defaults, so a reference computation can follow them exactly."""
+
+    convert: Literal["embed", "none"] = "embed"
+    pooling_type: Literal["LAST", "MEAN", "CLS"] | None = "LAST"
+    normalize: bool = True
+
+    def args(self) -> list[str]:
+        argv = ["--runner", "pooling"]
+        if self.convert != "none":
+            argv += ["--convert", self.convert]
+        config: dict[str, object] = {"use_activation": self.normalize}
+        if self.pooling_type is not None:
+            config["pooling_type"] = self.pooling_type
+        return [*argv, "--pooler-config", json.dumps(config, separators=(",", ":"))]
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     model_dir: Path
     served_model_name: str
@@ -157,6 +179,10 @@ class LaunchSpec:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     tls: EngineTls | None = None
     lora: LoraServing | None = None
+    pooling: Pooling | None = None  # None: the generate runner (chat, completions)
+    # VLLM_CPU_OMP_THREADS_BIND: cores ("1", "2-3"), "last" (this host's last core) or
+    # None (vLLM's automatic binding, or cpu_thread_binding's for several ranks).
+    cpu_threads_bind: str | None = None
 
     @property
     def url(self) -> str:
@@ -184,6 +210,8 @@ class LaunchSpec:
             argv += self.tls.args()
         if self.lora is not None:
             argv += self.lora.args()
+        if self.pooling is not None:
+            argv += self.pooling.args()
         argv += list(self.extra_args)
         return argv
 
@@ -192,11 +220,20 @@ class LaunchSpec:
         env.update(OFFLINE_ENV)
         # The shared secret goes by environment, not argv, so `ps` does not show it.
         env["VLLM_API_KEY"] = self.api_key
+        if self.lora is not None:
+            # The admin page loads and unloads adapters at runtime (/v1/load_lora_adapter,
+            # behind VLLM_API_KEY); only store paths, verified by the gateway first.
+            env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(self.kv_cache_gib)))
             ranks = self.tensor_parallel_size * self.pipeline_parallel_size
             if ranks > 1:
                 env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(ranks, cpu_count)
+                env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
+            if self.cpu_threads_bind is not None:
+                env["VLLM_CPU_OMP_THREADS_BIND"] = (
+                    str(cpu_count - 1) if self.cpu_threads_bind == "last" else self.cpu_threads_bind
+                )
                 env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
         if not self.spans_nodes:
             # All ranks on this host talk over loopback. Unset, vLLM finds its address
@@ -246,4 +283,28 @@ def spec_from_settings(
         extra_args=tuple(engine.extra_args),
         tls=engine_tls_from_settings(settings),
         lora=lora,
+    )
+
+
+def embedding_spec_from_settings(settings: Settings, api_key: str) -> LaunchSpec:
+    """The local embedding engine (``embedding_engine``): vLLM's pooling runner on its
+    own port, with the same shared secret and server TLS as the chat engine."""
+    engine = settings.embedding_engine
+    return LaunchSpec(
+        model_dir=settings.embedding_model_dir.resolve(),
+        served_model_name=engine.served_model_name,
+        host=engine.host,
+        port=engine.port,
+        api_key=api_key,
+        device=engine.device,
+        max_model_len=engine.max_model_len,
+        dtype=settings.embedding_engine_dtype,
+        kv_cache_gib=engine.kv_cache_gib,
+        gpu_memory_utilization=engine.gpu_memory_utilization,
+        extra_args=tuple(engine.extra_args),
+        tls=engine_tls_from_settings(settings),
+        pooling=Pooling(
+            convert=engine.convert, pooling_type=engine.pooling, normalize=engine.normalize
+        ),
+        cpu_threads_bind=None if engine.cpu_threads_bind == "auto" else engine.cpu_threads_bind,
     )

@@ -5,16 +5,23 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio.to_thread
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from appliance import __version__
+from appliance.audit.forward_status import read_forward_status
+from appliance.audit.retention import RetentionPolicy, enforce_floor
+from appliance.audit.retention_store import override_record
 from appliance.audit.sink import AuditSink
+from appliance.audit.store import SqlAuditStore
 from appliance.audit.wiring import group_commit_writer, open_audit_log
 from appliance.config import Settings
 from appliance.db.engine import create_db_engine
+from appliance.gateway.adapter_control import AdapterSync
+from appliance.gateway.adapter_models import load_adapter_catalog
 from appliance.gateway.errors import install_error_handlers
 from appliance.gateway.middleware import (
     HeaderLimitMiddleware,
@@ -29,10 +36,11 @@ from appliance.gateway.routes import (
     conversations_router,
     health_router,
     openai_router,
+    retention_router,
     ui_admin_router,
     ui_router,
 )
-from appliance.gateway.services import GatewayServices
+from appliance.gateway.services import GatewayServices, utc_now
 from appliance.gateway.tls import HstsMiddleware
 from appliance.gateway.upstream import Upstream
 from appliance.identity.apikey_cache import ApiKeyCache
@@ -66,6 +74,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A retention period below the floor keeps the gateway down, unless a reason
+        # is stated; then the override is recorded below, once per start.
+        retention = RetentionPolicy.from_settings(settings.audit.retention)
+        overridden = enforce_floor(retention)
         resolved = secrets or deployment_secrets(settings)
         metrics = GatewayMetrics()
         telemetry = Telemetry(
@@ -74,6 +86,9 @@ def create_app(
             build_tracer_provider(settings.telemetry, exporter=span_exporter),
         )
         database = create_db_engine(settings.database_url)
+        # The SIEM forwarder runs as its own process; /metrics reports its lag.
+        forward_store = SqlAuditStore(database)
+        metrics.watch_forwarder(partial(read_forward_status, settings, forward_store))
         replicas: dict[str, list[str]] = {}
         for route in settings.effective_upstreams():  # a model listed twice: two replicas
             replicas.setdefault(route.model, []).append(route.url)
@@ -98,6 +113,8 @@ def create_app(
             await audit_writer.start()
         else:
             audit = audit_sink
+        if overridden:
+            await audit.append(override_record(retention, overridden, now=utc_now()))
         api_keys = ApiKeyService(database, resolved.api_key_pepper)
         app.state.services = GatewayServices(
             settings=settings,
@@ -114,6 +131,7 @@ def create_app(
                 else None
             ),
             telemetry=telemetry,
+            adapters=await anyio.to_thread.run_sync(load_adapter_catalog, settings),
         )
         keycloak = None
         if settings.oidc.enabled:
@@ -127,9 +145,13 @@ def create_app(
             idle_s=settings.oidc.session_idle_s,
             backend=SqlSessions(database, session_sealing_key(resolved.api_key_pepper)),
         )
+        # Each gateway process follows the engines' adapters (loaded/unloaded by an admin).
+        adapter_sync = AdapterSync(app.state.services)
+        adapter_sync.start()
         try:
             yield
         finally:
+            await adapter_sync.aclose()
             if keycloak is not None:
                 await keycloak.aclose()
             if audit_writer is not None:
@@ -165,6 +187,7 @@ def create_app(
     app.include_router(ui_router)
     app.include_router(conversations_router)
     app.include_router(console_router)
+    app.include_router(retention_router)
     app.include_router(ui_admin_router)
     app.mount("/ui/static", StaticAssets(), name="ui-static")
     return app

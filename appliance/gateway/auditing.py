@@ -13,6 +13,7 @@ from appliance.audit.log import Appended, RecordRejected
 from appliance.audit.records import AuditEvent, AuditRecord, Outcome, storable, storable_names
 from appliance.errors import ApplianceError, AuditUnavailable, InvalidRequest
 from appliance.gateway.context import RequestContext
+from appliance.gateway.scoring import ranking_of, scoring_content
 from appliance.gateway.services import GatewayServices
 
 __all__ = [
@@ -195,7 +196,10 @@ def embedding_params(payload: dict[str, Any]) -> dict[str, Any]:
 def request_content(payload: dict[str, Any]) -> dict[str, Any]:
     """What the caller asked: chat messages (tool results among them), a completion
     prompt or embeddings input; with the tools offered, the tool choice and the response
-    format if any."""
+    format if any; a rerank or score request's query and documents."""
+    scoring = scoring_content(payload)
+    if scoring is not None:
+        return scoring
     if "messages" in payload:
         content = {"messages": payload["messages"]}
     elif "input" in payload and "prompt" not in payload:
@@ -213,7 +217,8 @@ class Answer:
     """What the engine answered, for the audit: the text of each choice (in index
     order) and every tool call, each with its ``choice`` index, ``id``, ``type`` and
     ``function`` (``name``, ``arguments``). For embeddings only how many vectors and
-    their dimension: never a vector. For ``/v1/responses`` also the ``output`` items
+    their dimension: never a vector. For rerank and score the ``ranking``: each
+    result's document index and score. For ``/v1/responses`` also the ``output`` items
     as the engine sent them and the rest of the Response object (both None when the
     response never completed), from which a later ``previous_response_id`` rebuilds
     the conversation and ``GET /v1/responses/{id}`` answers."""
@@ -224,6 +229,7 @@ class Answer:
     dimensions: int | None = None
     output: list[Any] | None = None
     response: dict[str, Any] | None = None  # the Response object but its output
+    ranking: list[dict[str, Any]] | None = None  # rerank/score: [{"index", "score"}]
 
     def tool_names(self) -> list[str]:
         return storable_names(_function_name(call) for call in self.tool_calls)
@@ -286,7 +292,8 @@ def answer_of(answer: dict[str, Any] | None) -> Answer | None:
     """A non-streamed answer's text and tool calls, or its embeddings' count and
     dimension; None when it has neither choices nor data."""
     if answer is not None and "choices" not in answer:
-        return _embeddings_of(answer)
+        ranking = ranking_of(answer)
+        return _embeddings_of(answer) if ranking is None else Answer(ranking=ranking)
     texts = answer_texts(answer)
     if answer is None or texts is None:
         return None
@@ -365,6 +372,8 @@ def answer_content(answer: Answer | None) -> dict[str, Any] | None:
         return None
     if answer.embeddings is not None:
         return {"embeddings": answer.embeddings, "dimensions": answer.dimensions}
+    if answer.ranking is not None:
+        return {"ranking": answer.ranking}
     content: dict[str, Any] = {"response": answer.texts}
     if answer.output is not None:
         content["output"] = answer.output
@@ -380,5 +389,7 @@ def answer_params(answer: Answer | None) -> dict[str, Any] | None:
     called (never their arguments), or how many embeddings it holds and their dimension."""
     if answer is not None and answer.embeddings is not None:
         return {"embeddings": answer.embeddings, "dimensions": answer.dimensions}
+    if answer is not None and answer.ranking is not None:
+        return {"results": len(answer.ranking)}
     names = answer.tool_names() if answer is not None else []
     return {"tool_calls": names} if names else None

@@ -19,6 +19,7 @@ from appliance.errors import (
     PermissionDenied,
     UpstreamError,
 )
+from appliance.gateway.adapter_models import ServedAdapter, adapter_base, on_adapter
 from appliance.gateway.auditing import (
     Answer,
     answer_content,
@@ -32,7 +33,7 @@ from appliance.gateway.auditing import (
 )
 from appliance.gateway.body import read_json_body
 from appliance.gateway.context import RequestContext
-from appliance.gateway.receipting import issue_receipt
+from appliance.gateway.receipting import issue_receipt, with_answer_commitment
 from appliance.gateway.response_store import load_stored_response
 from appliance.gateway.responses import (
     ResponseEvents,
@@ -54,11 +55,12 @@ from appliance.gateway.schemas import (
     reserve_tokens,
     validate_request,
 )
+from appliance.gateway.scoring import rerank_params
 from appliance.gateway.services import GatewayServices
 from appliance.gateway.sse import Usage, usage_of
 from appliance.gateway.streaming import ChatEvents, RelayResponse, StreamEvents, StreamRelay
 from appliance.gateway.upstream import map_upstream_exceptions, upstream_status_error
-from appliance.identity.policy import denial_reason
+from appliance.identity.policy import adapter_denial_reason, denial_reason
 from appliance.identity.principal import Principal
 from appliance.limits import Lease, request_priority
 from appliance.telemetry import RequestObservation
@@ -212,13 +214,25 @@ def _route(
     return payload, parsed
 
 
-def _authorize(services: GatewayServices, principal: Principal, model: str) -> None:
+def _authorize(services: GatewayServices, principal: Principal, model: str) -> ServedAdapter | None:
+    """Model policy, then existence; for ``<model>:<adapter>`` the served model's policy,
+    then the adapter (:mod:`appliance.gateway.adapter_models`) and its teams."""
+    base = adapter_base(model, services.upstream.serves)
+    served = base or model
     # Policy before existence: a caller learns nothing about models it may not use.
-    refusal = denial_reason(principal, model, services.settings.policy.role_models)
+    refusal = denial_reason(principal, served, services.settings.policy.role_models)
     if refusal is not None:
         raise PermissionDenied(refusal)
-    if not services.upstream.serves(model):
+    if not services.upstream.serves(served):
         raise ModelNotFound(f"model {model!r} does not exist")
+    if base is None:
+        return None
+    adapter = services.adapters.find(model)
+    prefix = services.settings.oidc.team_group_prefix
+    refusal = adapter_denial_reason(principal, model, adapter.teams, prefix)
+    if refusal is not None:
+        raise PermissionDenied(refusal, code="adapter_not_allowed")
+    return adapter
 
 
 async def proxy_openai(
@@ -230,15 +244,12 @@ async def proxy_openai(
     schema: type[OpenAIRequest],
     path: str,
 ) -> Response:
-    """Chat completions, completions and embeddings."""
+    """Chat completions, completions, embeddings, rerank and score."""
     payload, parsed = await _read(request, services, schema)
     payload, parsed = _route(services, request, principal, context, payload, parsed)
-    context.params = {
-        **audited_params(payload),
-        **tool_params(payload),
-        **embedding_params(payload),
-    }
-    _authorize(services, principal, parsed.model)
+    context.params = {**audited_params(payload), **tool_params(payload),
+                      **embedding_params(payload), **rerank_params(payload)}  # fmt: skip
+    parsed = on_adapter(context, parsed, _authorize(services, principal, parsed.model))
     return await _forward(
         request, services=services, principal=principal, context=context,
         payload=payload, parsed=parsed, path=path, dialect=_COMPLETIONS,
@@ -258,7 +269,7 @@ async def proxy_responses(
     context.params = response_params(
         payload, response_id=response_id, store=parsed.store, previous=previous
     )
-    _authorize(services, principal, parsed.model)
+    parsed = on_adapter(context, parsed, _authorize(services, principal, parsed.model))
     if previous is not None:
         stored = await load_stored_response(services, principal.subject, previous)
         payload = {**payload, "input": continued_input(stored.input, stored.output, parsed.input)}
@@ -321,19 +332,22 @@ async def _forward(
                 usage.prompt_tokens if usage else None,
                 usage.completion_tokens if usage else None,
             )
-        completion_leaf = await _timed_write_audit(
-            services,
-            audit_record(
-                services, request, context,
-                event=AuditEvent.COMPLETION, status_code=status, outcome=outcome,
-                prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None,
-                content=answer_content(answer), extra_params=answer_params(answer),
-            ),
+        record = audit_record(
+            services, request, context,
+            event=AuditEvent.COMPLETION, status_code=status, outcome=outcome,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            content=answer_content(answer), extra_params=answer_params(answer),
         )  # fmt: skip
+        commitment = None
+        if outcome is Outcome.OK:  # only an answer gets a receipt, so only it a commitment
+            record, commitment = with_answer_commitment(record)
+        completion_leaf = await _timed_write_audit(services, record)
         if outcome is not Outcome.OK:
             return None
-        return issue_receipt(services, context.request_id, request_leaf, completion_leaf)
+        return issue_receipt(
+            services, context.request_id, request_leaf, completion_leaf, commitment
+        )
 
     try:
         upstream = await services.upstream.open_stream(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from appliance.audit.retention import RetentionPolicy, enforce_floor
 from appliance.config import Settings
 from appliance.gateway.app import create_app
 from appliance.gateway.tls import gateway_server_config
@@ -20,7 +21,9 @@ def gateway_url(settings: Settings) -> str:
 
 
 def run_gateway(settings: Settings, secrets: DeploymentSecrets | None = None) -> None:
-    """Serve until interrupted (blocking)."""
+    """Serve until interrupted (blocking). A retention period below the floor is
+    refused here, before uvicorn, so the command exits non-zero with one line."""
+    enforce_floor(RetentionPolicy.from_settings(settings.audit.retention))
     configure_logging(json_logs=settings.telemetry.json_logs, level=settings.telemetry.log_level)
     app = create_app(settings) if secrets is None else create_app(settings, secrets=secrets)
     server_config = gateway_server_config(

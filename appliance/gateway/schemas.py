@@ -7,9 +7,16 @@ vLLM untouched (``extra="allow"``), so new vLLM sampling options need no gateway
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from appliance.errors import InvalidRequest
@@ -22,7 +29,10 @@ __all__ = [
     "CompletionRequest",
     "EmbeddingRequest",
     "OpenAIRequest",
+    "RerankRequest",
     "ResponseRequest",
+    "ScoreRequest",
+    "ScoringRequest",
     "audited_params",
     "check_embedding_batch",
     "check_removed_fields",
@@ -163,16 +173,86 @@ class EmbeddingRequest(OpenAIRequest):
         return value
 
 
+_Text = Annotated[str, Field(min_length=1)]
+
+
+class ScoringRequest(OpenAIRequest):
+    """What ``/v1/rerank`` and ``/v1/score`` share: ``documents``, non-empty strings
+    (text only: the gateway seals and counts text, not images); never streamed.
+    Other vLLM scoring fields (``instruction``, ``max_tokens_per_doc`` ...) pass through."""
+
+    documents: list[_Text] = Field(min_length=1)
+
+    @field_validator("stream")
+    @classmethod
+    def _no_stream(cls, value: bool) -> bool:
+        if value:
+            raise PydanticCustomError("scoring_stream", "rerank and score are not streamed")
+        return value
+
+    def queries_list(self) -> list[str]:
+        raise NotImplementedError
+
+    def input_tokens(self) -> int:
+        """Tokens to reserve: each query once per document (a cross-encoder reads every
+        pair) plus the documents, about 4 characters a token."""
+        queries = self.queries_list()
+        pairs = len(self.documents) if len(queries) == 1 else 1
+        chars = sum(len(query) for query in queries) * pairs + sum(map(len, self.documents))
+        return estimate_tokens(chars, 0)
+
+
+class RerankRequest(ScoringRequest):
+    """``POST /v1/rerank`` (Jina/Cohere shape, as vLLM serves it): ``documents`` ranked
+    by relevance to ``query``; ``top_n`` keeps the best n (0, the default: all)."""
+
+    query: _Text
+    top_n: int = Field(default=0, ge=0)
+
+    def queries_list(self) -> list[str]:
+        return [self.query]
+
+
+class ScoreRequest(ScoringRequest):
+    """``POST /v1/score`` (vLLM's): a score for each (query, document) pair; one query
+    against n documents, or n queries against n documents pairwise."""
+
+    queries: str | list[str]
+
+    @field_validator("queries", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any, info: ValidationInfo) -> Any:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+            raise PydanticCustomError(
+                "score_queries", "queries must be a non-empty string or a list of them"
+            )
+        documents = info.data.get("documents")  # validated first (declared first)
+        if documents is not None and len(items) not in (1, len(documents)):
+            raise PydanticCustomError(
+                "score_pairs",
+                "queries must be one string or a list as long as documents (1:N or N:N)",
+            )
+        return value
+
+    def queries_list(self) -> list[str]:
+        return [self.queries] if isinstance(self.queries, str) else self.queries
+
+
 def check_embedding_batch(parsed: OpenAIRequest, limit: int) -> None:
-    """Refuse an embeddings request with more than ``limit`` inputs
-    (``gateway.max_embedding_inputs``); other requests pass."""
-    if isinstance(parsed, EmbeddingRequest):
-        count = embedding_input_count(parsed.input)
+    """Refuse an embeddings request with more than ``limit`` inputs, or a rerank or
+    score request with more than ``limit`` documents (``gateway.max_embedding_inputs``:
+    each is one pooled input); other requests pass."""
+    if isinstance(parsed, EmbeddingRequest | ScoringRequest):
+        if isinstance(parsed, EmbeddingRequest):
+            count, param = embedding_input_count(parsed.input), "input"
+        else:
+            count, param = len(parsed.documents), "documents"
         if count > limit:
             raise InvalidRequest(
-                f"input holds {count} items; the gateway's limit is {limit} "
+                f"{param} holds {count} items; the gateway's limit is {limit} "
                 "(gateway.max_embedding_inputs)",
-                param="input",
+                param=param,
             )
 
 
@@ -216,6 +296,8 @@ def reserve_tokens(payload: dict[str, Any], parsed: OpenAIRequest, default_max_t
     tokens (it generates none), else the prompt plus the answer's cap."""
     if isinstance(parsed, EmbeddingRequest):
         return embedding_input_tokens(parsed.input)
+    if isinstance(parsed, ScoringRequest):
+        return parsed.input_tokens()
     if isinstance(parsed, ResponseRequest):
         cap = parsed.max_output_tokens or default_max_tokens
         return estimate_tokens(len(json.dumps(_prompt_of(payload), ensure_ascii=False)), cap)
@@ -259,11 +341,14 @@ def check_token_budget(payload: dict[str, Any], parsed: OpenAIRequest, limit: in
     """Refuse a request whose estimated prompt tokens plus answer cap exceed ``limit``
     (``gateway.max_request_tokens``): such a number cannot be a real request, and left
     alone it reaches quota arithmetic and telemetry as an absurd value."""
-    if isinstance(parsed, EmbeddingRequest):
-        if embedding_input_tokens(parsed.input) > limit:
-            raise InvalidRequest(
-                f"the input exceeds the gateway's limit of {limit} tokens", param="input"
-            )
+    if isinstance(parsed, EmbeddingRequest | ScoringRequest):
+        tokens, param, what = (
+            (embedding_input_tokens(parsed.input), "input", "the input exceeds")
+            if isinstance(parsed, EmbeddingRequest)
+            else (parsed.input_tokens(), "documents", "the query and documents exceed")
+        )
+        if tokens > limit:
+            raise InvalidRequest(f"{what} the gateway's limit of {limit} tokens", param=param)
         return
     cap, param = _answer_cap(parsed)
     if cap > limit:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from appliance.audit.sink import AuditSink
 from appliance.config import Settings
+from appliance.gateway.adapter_models import AdapterCatalog
 from appliance.gateway.json_guard import JsonLimits
 from appliance.gateway.upstream import Upstream
 from appliance.identity.apikey_cache import ApiKeyCache
@@ -46,6 +47,11 @@ class GatewayServices:
     limiter: Limiter | None = None
     # Metrics and traces (settings.telemetry).
     telemetry: Telemetry | None = None
+    # The served models' LoRA adapters (read from the model store at start).
+    adapters: AdapterCatalog = field(default_factory=AdapterCatalog)
+    # Adapter directories verified against their manifests, by path: the files' names,
+    # sizes and mtimes then (appliance.gateway.adapter_control re-verifies on change).
+    adapter_verified: dict[str, object] = field(default_factory=dict)
 
     @cached_property
     def json_limits(self) -> JsonLimits:

@@ -108,6 +108,8 @@ def engine_ssl_context(tls: EngineTlsSettings) -> ssl.SSLContext | None:
 
 
 _IDLE_CONNECTION_S = 4.0
+# Control calls (loading a LoRA adapter reads it from disk): a generous bound.
+_CONTROL_TIMEOUT = aiohttp.ClientTimeout(total=120.0)
 
 # Failures before the engine sent any response: nothing reached the client, so another
 # replica may take the request (a connection the engine closed while it shut down, too).
@@ -320,6 +322,17 @@ class Upstream:
     async def healthy(self, model: str) -> bool:
         """Whether any replica of ``model`` answers its health check now."""
         return any(await self._check_all(self.pool.replicas(model)))
+
+    async def call_replica(
+        self, replica: Replica, method: str, path: str, payload: dict[str, Any] | None = None
+    ) -> tuple[int, bytes]:
+        """One control call to one replica (LoRA load/unload, its model list), no
+        failover: the status and body. Connection failures map as for requests."""
+        with map_upstream_exceptions(replica.model):
+            async with self._client().request(
+                method, f"{replica.url}{path}", json=payload, timeout=_CONTROL_TIMEOUT
+            ) as response:
+                return response.status, await response.read()
 
     async def check_replicas(self) -> list[ReplicaState]:
         """Health-check every replica of every model now and report each, in the order

@@ -18,6 +18,7 @@ from appliance.identity.roles import Role
 __all__ = [
     "ADMIN_ROLES",
     "API_KEY_PREFIX",
+    "TEAM_PATTERN",
     "ApiKeyRecord",
     "ApiKeyService",
     "NewApiKey",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 API_KEY_PREFIX = "sk-appl-"
+# What a key's team may be (the same names adapters are granted to).
+TEAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@/-]{0,127}$"
 
 
 def generate_api_key() -> str:
@@ -50,6 +53,7 @@ class ApiKeyRecord:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    team: str | None = None
 
     def is_active(self, now: datetime) -> bool:
         if self.revoked_at is not None:
@@ -63,6 +67,7 @@ class ApiKeyRecord:
             auth_method=AuthMethod.API_KEY,
             roles=frozenset(self.roles),
             model_globs=self.models,
+            team=self.team,
             key_id=self.key_id,
         )
 
@@ -103,6 +108,7 @@ def _record(row: object) -> ApiKeyRecord:
         created_at=_aware(mapping["created_at"]),  # type: ignore[arg-type]
         expires_at=_aware(mapping["expires_at"]),
         revoked_at=_aware(mapping["revoked_at"]),
+        team=mapping["team"],
     )
 
 
@@ -122,6 +128,7 @@ class ApiKeyService:
         models: Sequence[str] | None,
         now: datetime,
         expires_at: datetime | None = None,
+        team: str | None = None,
     ) -> NewApiKey:
         secret = generate_api_key()
         record = ApiKeyRecord(
@@ -133,6 +140,7 @@ class ApiKeyService:
             created_at=_to_utc(now),  # type: ignore[arg-type]
             expires_at=_to_utc(expires_at),
             revoked_at=None,
+            team=team,
         )
         with self._engine.begin() as connection:
             connection.execute(
@@ -145,6 +153,7 @@ class ApiKeyService:
                     models=None if record.models is None else list(record.models),
                     created_at=record.created_at,
                     expires_at=record.expires_at,
+                    team=record.team,
                 )
             )
         return NewApiKey(secret=secret, record=record)

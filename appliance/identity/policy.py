@@ -7,7 +7,14 @@ from fnmatch import fnmatchcase
 
 from appliance.identity.principal import Principal
 
-__all__ = ["allowed_models", "denial_reason", "is_model_allowed", "roles_granting"]
+__all__ = [
+    "adapter_denial_reason",
+    "allowed_models",
+    "caller_teams",
+    "denial_reason",
+    "is_model_allowed",
+    "roles_granting",
+]
 
 
 def _matches(model: str, globs: Iterable[str]) -> bool:
@@ -56,3 +63,32 @@ def denial_reason(
         else "one of the roles " + ", ".join(granting)
     )
     return f"model {model!r} requires {needed}, which you do not have"
+
+
+def caller_teams(principal: Principal, team_group_prefix: str | None = "/teams/") -> frozenset[str]:
+    """The teams a caller acts for: its team (an API key's team, the OIDC team claim)
+    and every group under ``team_group_prefix`` (``/teams/legal`` -> ``legal``)."""
+    teams = {principal.team} if principal.team else set()
+    if team_group_prefix:
+        teams |= {
+            group[len(team_group_prefix) :]
+            for group in principal.groups
+            if group.startswith(team_group_prefix) and len(group) > len(team_group_prefix)
+        }
+    return frozenset(teams)
+
+
+def adapter_denial_reason(
+    principal: Principal,
+    model: str,
+    teams: Iterable[str],
+    team_group_prefix: str | None = "/teams/",
+) -> str | None:
+    """None when one of the caller's teams owns the adapter ``model``; else the 403's
+    message. It names the caller's own team, never the adapter's teams."""
+    mine = caller_teams(principal, team_group_prefix)
+    if mine.intersection(teams):
+        return None
+    if not mine:
+        return f"adapter {model!r} is served to its teams only, and this credential has no team"
+    return f"adapter {model!r} is not granted to your team ({', '.join(sorted(mine))})"

@@ -15,7 +15,7 @@ from appliance.modelstore.manifest import (
     verify_manifest,
     write_manifest,
 )
-from appliance.modelstore.resolve import ready_engine_model
+from appliance.modelstore.resolve import ready_embedding_model, ready_engine_model
 
 __all__ = [
     "DEV_MODEL_GGUF_SHA256",
@@ -25,6 +25,7 @@ __all__ = [
     "format_manifest",
     "parse_manifest",
     "prepare_dev_model",
+    "ready_embedding_model",
     "ready_engine_model",
     "verify_manifest",
     "write_manifest",

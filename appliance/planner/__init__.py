@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from appliance.planner.capacity import Fabric, Goal, Plan, PlanRefused, PlanRequest, make_plan
+from appliance.planner.colocate import plan_with_embedding
 from appliance.planner.commands import HEAD_ADDRESS_PLACEHOLDER, NodeCommand
+from appliance.planner.embedding import EmbeddingPlan, EmbeddingRequest
 from appliance.planner.hardware import GPU_CATALOG, GpuType, gpu_type
 from appliance.planner.memory import Layout, MemoryEstimate, estimate_memory
 from appliance.planner.profiles import (
@@ -26,6 +28,8 @@ from appliance.planner.report import (
 __all__ = [
     "GPU_CATALOG",
     "HEAD_ADDRESS_PLACEHOLDER",
+    "EmbeddingPlan",
+    "EmbeddingRequest",
     "Fabric",
     "Goal",
     "GpuType",
@@ -44,6 +48,7 @@ __all__ = [
     "make_plan",
     "plan_from_dict",
     "plan_to_dict",
+    "plan_with_embedding",
     "profile_schema",
     "render_ansible_vars",
     "render_helm_values",

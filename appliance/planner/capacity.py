@@ -22,6 +22,7 @@ from appliance.planner.commands import (
     build_commands,
     uses_deepep,
 )
+from appliance.planner.embedding import EmbeddingPlan
 from appliance.planner.hardware import GPU_CATALOG, GpuType, unsupported_weights
 from appliance.planner.layouts import Candidate, Goal, candidates, check_layout, divisors
 from appliance.planner.memory import GIB, KvCacheDtype, Layout, MemoryEstimate, estimate_memory
@@ -79,6 +80,7 @@ class Plan:
     explanation: tuple[str, ...]
     warnings: tuple[str, ...] = ()
     cpu_kv_cache_gib: int | None = None
+    embedding: EmbeddingPlan | None = None  # an embedding engine beside it (colocate.py)
 
     @property
     def nodes(self) -> int:

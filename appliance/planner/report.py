@@ -75,6 +75,9 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "kv_tokens_total": memory.kv_tokens_total,
         "max_concurrency": round(memory.concurrency, 2),
     }
+    if plan.embedding is not None:
+        data["summary"]["embedding_gib_per_gpu"] = round(plan.embedding.total_bytes / GIB, 2)
+        data["summary"]["gpus_total"] = plan.layout.gpus + plan.embedding.gpus
     return data
 
 
@@ -133,6 +136,8 @@ def render_table(plan: Plan, model_path: str) -> RenderableType:
         ("max model len", f"{plan.max_model_len:,}"),
         ("max concurrency", f"{memory.concurrency:.1f} full-length requests"),
     ]  # fmt: skip
+    if plan.embedding is not None:
+        rows += _embedding_rows(plan)
     for key, value in rows:
         summary.add_row(key, value)
     commands = Table(title="commands", title_justify="left", show_lines=True)
@@ -142,12 +147,31 @@ def render_table(plan: Plan, model_path: str) -> RenderableType:
         commands.add_row(
             f"{command.node_rank} ({command.role})", serve_command(plan, command, model_path)
         )
+    if plan.embedding is not None:
+        path = f"/models/{plan.embedding.model}"
+        commands.add_row("embedding", shlex.join(["vllm", "serve", path, *plan.embedding.args]))
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(plan.commands[0].env.items()))
     parts: list[RenderableType] = [summary, commands, f"[bold]environment:[/bold] {env}"]
     parts.append("[bold]why:[/bold]")
     parts += [f"  - {line}" for line in plan.explanation]
     parts += [f"[yellow]warning:[/yellow] {line}" for line in plan.warnings]
     return Group(*parts)
+
+
+def _embedding_rows(plan: Plan) -> list[tuple[str, str]]:
+    embedding = plan.embedding
+    assert embedding is not None
+    if embedding.placement == "shared":
+        where = f"shares the first GPU ({embedding.gpu_memory_utilization:.2f} of it)"
+    else:
+        where = f"{embedding.gpus} GPU(s) of its own"
+    return [
+        ("embedding engine", f"{embedding.served_model_name} ({embedding.model}), {where}"),
+        ("embedding memory", f"{_gib(embedding.total_bytes)}: weights "
+         f"{_gib(embedding.weight_bytes)}, activations {_gib(embedding.activation_bytes)}, "
+         f"KV {_gib(embedding.kv_bytes)}, overhead {_gib(embedding.overhead_bytes)}"),
+        ("GPUs in all", str(plan.layout.gpus + embedding.gpus)),
+    ]  # fmt: skip
 
 
 def _startup_budget(plan: Plan) -> int:

@@ -12,7 +12,11 @@ from appliance.settings.auth import AuthSettings
 from appliance.settings.base import Section
 from appliance.settings.database import DatabaseSettings
 from appliance.settings.egress import ProviderCredential, ProviderEgress, ProviderSettings
-from appliance.settings.engine import EngineServerTlsSettings, EngineSettings
+from appliance.settings.engine import (
+    EmbeddingEngineSettings,
+    EngineServerTlsSettings,
+    EngineSettings,
+)
 from appliance.settings.gateway import (
     EngineTlsSettings,
     GatewaySettings,
@@ -30,6 +34,7 @@ __all__ = [
     "AuditSettings",
     "AuthSettings",
     "DatabaseSettings",
+    "EmbeddingEngineSettings",
     "EngineServerTlsSettings",
     "EngineSettings",
     "EngineTlsSettings",

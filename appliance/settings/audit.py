@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 
 from appliance.settings.base import Section
+from appliance.settings.retention import AuditRetentionSettings
 
 __all__ = [
     "AuditForwardSettings",
@@ -82,7 +83,10 @@ class AuditForwardSettings(Section):
     )
     cursor_file: Path | None = Field(
         default=None,
-        description="Where the position is kept; default: <data_dir>/audit_forward_cursor.json",
+        description="Deprecated: the position is kept in the database (table "
+        "audit_forward_cursor). Only read once, to import the position of an earlier "
+        "version's cursor file while that table is empty; default: "
+        "<data_dir>/audit_forward_cursor.json",
     )
 
     @model_validator(mode="after")
@@ -124,7 +128,13 @@ class AuditPkcs11Settings(Section):
     signing_key_label: str = Field(
         default="appliance-audit-signing",
         min_length=1,
-        description="Label of the Ed25519 key pair that signs checkpoints (CKM_EDDSA)",
+        description="Label of the key pair that signs checkpoints (CKM_EDDSA or CKM_ECDSA)",
+    )
+    algorithm: Literal["auto", "ed25519", "ecdsa-p256"] = Field(
+        default="auto",
+        description="Checkpoint signing key type: auto takes Ed25519 where the token offers "
+        "CKM_EDDSA, else ECDSA P-256 (C2SP signed-note type 0x02); the key found in the "
+        "token must be of this type",
     )
     master_key_label: str = Field(
         default="appliance-audit-master",
@@ -177,8 +187,14 @@ class AuditSettings(Section):
     checkpoint_interval_s: float = Field(
         default=10.0, gt=0, description="Sign a checkpoint at most this often while busy"
     )
-    retention_days: int = Field(
-        default=365, ge=1, description="`audit retention apply` drops content older than this"
+    retention: AuditRetentionSettings = Field(
+        default_factory=AuditRetentionSettings,
+        description="How long sealed content is kept, per event kind, and the floor",
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Deprecated: use audit.retention.default_days (this value is copied there)",
     )
     key_provider: Literal["file", "vault"] = Field(
         default="file", description="Where the master key lives"
@@ -206,6 +222,23 @@ class AuditSettings(Section):
         description="Witnesses that cosign checkpoints (`appliance witness submit`); "
         "`audit verify` checks the log against each",
     )
+
+    @model_validator(mode="after")
+    def _retention_days_alias(self) -> AuditSettings:
+        # Configs written before audit.retention keep working: the old single period
+        # becomes the default period (both set and different is a mistake to report).
+        days = self.retention_days
+        if days is None:
+            return self
+        if "default_days" in self.retention.model_fields_set and (
+            self.retention.default_days != days
+        ):
+            raise ValueError(
+                "audit.retention_days (deprecated) and audit.retention.default_days differ; "
+                "keep only audit.retention.default_days"
+            )
+        self.retention = self.retention.model_copy(update={"default_days": days})
+        return self
 
     @model_validator(mode="after")
     def _vault_complete(self) -> AuditSettings:

@@ -109,7 +109,8 @@ class GatewaySettings(Section):
     max_embedding_inputs: int = Field(
         default=2048,
         ge=1,
-        description="Most inputs in one /v1/embeddings request (400 beyond; OpenAI's limit)",
+        description="Most inputs in one /v1/embeddings request, and documents in one "
+        "/v1/rerank or /v1/score request (400 beyond; OpenAI's limit)",
     )
     connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_timeout_s: float = Field(

@@ -6,7 +6,14 @@ text, never user names.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from appliance.audit.forward_status import ForwardStatus
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics"]
 
@@ -75,6 +82,15 @@ class GatewayMetrics:
             ["model", "replica"], registry=r,
         )  # fmt: skip
 
+    def watch_forwarder(
+        self,
+        read: Callable[[], ForwardStatus],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """Export the SIEM forwarder's lag, read (``read``) at every scrape: the
+        forwarder is its own process, so its lag is measured from outside it."""
+        self.registry.register(_ForwarderCollector(read, now))
+
     def limit_refused(self, scope: str, kind: str) -> None:
         self.limit_rejections.labels(scope=scope, kind=kind).inc()
 
@@ -86,3 +102,37 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ForwarderCollector(Collector):
+    """``appliance_audit_forward_*``, computed when scraped (a cursor file and one
+    ``max(idx)`` query: cheap enough to run on the scrape itself)."""
+
+    def __init__(self, read: Callable[[], ForwardStatus], now: Callable[[], datetime]):
+        self._read = read
+        self._now = now
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._read()
+        yield GaugeMetricFamily(
+            "appliance_audit_forward_enabled",
+            "1 while audit.forward names a SIEM (appliance audit forward)",
+            value=0 if status.state == "off" else 1,
+        )
+        if status.state == "off":
+            return
+        yield GaugeMetricFamily(
+            "appliance_audit_forward_behind_records",
+            "Audit records not yet delivered to the SIEM (log size minus the forwarder's cursor)",
+            value=status.behind,
+        )
+        yield GaugeMetricFamily(
+            "appliance_audit_forward_last_delivery_age_seconds",
+            "Seconds since the SIEM last took a batch; +Inf: never",
+            value=status.age_s(self._now()),
+        )
+        yield GaugeMetricFamily(
+            "appliance_audit_forward_error",
+            "1 when the forwarder's cursor cannot be read or belongs to another log",
+            value=1 if status.state == "error" else 0,
+        )

@@ -23,6 +23,9 @@ _OPERATIONS = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "text_completion",
     "/v1/embeddings": "embeddings",
+    # Not (yet) in the GenAI conventions, which allow other values.
+    "/v1/rerank": "rerank",
+    "/v1/score": "score",
 }
 
 

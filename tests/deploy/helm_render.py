@@ -124,6 +124,8 @@ class Rendered:
                 yield obj, spec["template"]
             elif obj["kind"] == "Job":
                 yield obj, spec["template"]
+            elif obj["kind"] == "CronJob":
+                yield obj, spec["jobTemplate"]["spec"]["template"]
             elif obj["kind"] == "Pod":
                 yield obj, {"metadata": obj["metadata"], "spec": spec}
             elif obj["kind"] == "LeaderWorkerSet":

@@ -21,7 +21,7 @@ ROLES = sorted(path for path in (ANSIBLE_DIR / "roles").iterdir() if path.is_dir
 EXPECTED_ROLES = {
     "appliance_preflight", "appliance_model_store", "appliance_engine", "appliance_gateway",
     "appliance_database", "appliance_identity", "appliance_egress_lockdown",
-    "appliance_observability", "appliance_wheelhouse",
+    "appliance_observability", "appliance_wheelhouse", "appliance_audit_jobs",
 }  # fmt: skip
 
 

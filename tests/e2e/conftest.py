@@ -17,14 +17,19 @@ import pytest
 import yaml
 
 from appliance.modelstore import prepare_dev_model
+from tests.support.lora_adapter import stage_adapter
 from tests.support.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 # Shared with `make up`'s default data directory, so the conversion happens once.
 DEV_MODEL_DIR = REPO / ".data" / "models" / "smollm2-135m-instruct"
 SERVED_NAME = "smollm2-135m-instruct"
+# The embedding engine beside it: the same weights through vLLM's pooling runner.
+EMBED_NAME = "smollm2-135m-embed"
+EMBED_MAX_MODEL_LEN = 256
+EMBED_PID_PATTERN = re.compile(r"embedding engine ready at \S+ \(pid (\d+)\)")
 KEY_PATTERN = re.compile(r"sk-appl-[A-Za-z0-9_-]{43}")
-ENGINE_PID_PATTERN = re.compile(r"engine ready at \S+ \(pid (\d+)\)")
+ENGINE_PID_PATTERN = re.compile(r"(?<!embedding )engine ready at \S+ \(pid (\d+)\)")
 STARTUP_TIMEOUT_S = 1500
 
 
@@ -36,6 +41,8 @@ class RunningAppliance:
     admin_key: str
     engine_pid: int
     data_dir: Path
+    embed_url: str = ""
+    embed_pid: int = 0
     output: list[str] = field(default_factory=list)
 
     @property
@@ -53,7 +60,7 @@ def _pump(process: subprocess.Popen[str], sink: list[str]) -> None:
 def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAppliance]:
     prepare_dev_model(DEV_MODEL_DIR)
     workdir = tmp_path_factory.mktemp("appliance-up")
-    gateway_port, engine_port = free_port(), free_port()
+    gateway_port, engine_port, embed_port = free_port(), free_port(), free_port()
     config = workdir / "appliance.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -65,10 +72,19 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAppli
                     "port": engine_port,
                     "kv_cache_gib": 1,
                 },
+                "embedding_engine": {
+                    "model_dir": str(DEV_MODEL_DIR),
+                    "served_model_name": EMBED_NAME,
+                    "port": embed_port,
+                    "max_model_len": EMBED_MAX_MODEL_LEN,
+                },
                 "gateway": {"port": gateway_port},
             }
         )
     )
+    # A team's LoRA for the dev model, imported before the engine starts, so the engine
+    # serves it (test_adapters_e2e.py).
+    stage_adapter(DEV_MODEL_DIR, config, workdir / "data", workdir)
     process = subprocess.Popen(
         [sys.executable, "-m", "appliance.cli", "up", "--config", str(config)],
         stdout=subprocess.PIPE,
@@ -95,8 +111,9 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAppli
         text = "\n".join(output)
         keys = KEY_PATTERN.findall(text)
         pids = ENGINE_PID_PATTERN.findall(text)
+        embed_pids = EMBED_PID_PATTERN.findall(text)
         assert len(keys) == 1, text
-        assert pids, text
+        assert pids and embed_pids, text
         yield RunningAppliance(
             process=process,
             url=url,
@@ -104,6 +121,8 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAppli
             admin_key=keys[0],
             engine_pid=int(pids[0]),
             data_dir=workdir / "data",
+            embed_url=f"http://127.0.0.1:{embed_port}",
+            embed_pid=int(embed_pids[0]),
             output=output,
         )
     finally:

@@ -12,7 +12,7 @@ import pytest
 from appliance.audit.records import AuditEvent, Outcome
 from appliance.audit.store import SqlAuditStore
 from appliance.db import create_db_engine
-from tests.e2e.conftest import SERVED_NAME, RunningAppliance
+from tests.e2e.conftest import EMBED_NAME, SERVED_NAME, RunningAppliance
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +71,8 @@ def test_openai_client_streams_paris(appliance: RunningAppliance, wait_until) ->
 
 def test_models_and_readiness(appliance: RunningAppliance) -> None:
     models = [m.id for m in client(appliance).models.list()]
-    assert models == [SERVED_NAME]
+    # The chat engine and the embedding engine (adapters are listed as <model>:<name>).
+    assert [m for m in models if ":" not in m] == [SERVED_NAME, EMBED_NAME]
     ready = httpx.get(f"{appliance.url}/readyz").json()
     assert ready["status"] == "ready"
 

@@ -65,6 +65,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MtlsEngine]:
             "tls": {"cert_file": pki / "engine-0.crt", "key_file": pki / "engine-0.key",
                     "ca_file": pki / "ca.crt"},
         },
+        embedding_engine={"enabled": False},  # this test starts the chat engine alone
         gateway={
             "routing": {"health_interval_s": 0},
             "engine_tls": {"ca_file": pki / "ca.crt", "cert_file": pki / "gateway.crt",

@@ -65,6 +65,9 @@ def test_employee_chats_and_auditor_reveals(
         assert "Paris" in answer.locator(".body").text_content()
         partial = page.evaluate("() => window.__partials")
         assert len(set(partial)) >= 2, partial  # tokens arrived one after another
+        # The stream's receipt reached the page: the answer offers it for download.
+        receipt = answer.get_by_role("button", name="Download the receipt and proof of this answer")
+        assert receipt.count() == 1 and receipt.text_content() == "Receipt"
     finally:
         context.close()
 

@@ -31,9 +31,11 @@ def _processes_in_group(pgid: int) -> list[int]:
 
 
 def test_ctrl_c_stops_everything(appliance: RunningAppliance) -> None:
-    """Runs last in this module: Ctrl-C (SIGINT) stops the gateway and the engine,
+    """Runs last in this module: Ctrl-C (SIGINT) stops the gateway and both engines,
     leaving no engine process behind."""
     assert _processes_in_group(appliance.engine_pid)
+    assert _processes_in_group(appliance.embed_pid)
     os.kill(appliance.process.pid, signal.SIGINT)
     assert appliance.process.wait(timeout=90) == 0, "\n".join(appliance.output[-30:])
     assert _processes_in_group(appliance.engine_pid) == []
+    assert _processes_in_group(appliance.embed_pid) == []  # the embedding engine too

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import signal
 import socket
 import ssl
 import struct
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from typer.testing import CliRunner
 
 from appliance.audit.forward import Forwarder, ForwardError, forwarder_for
@@ -30,6 +31,7 @@ from appliance.audit.records import AuditEvent, Outcome
 from appliance.audit.store import SqlAuditStore
 from appliance.cli.main import app
 from appliance.config import Settings
+from appliance.db.tables import audit_forward_cursor
 from appliance.errors import ConfigurationError, VerificationError
 from appliance.pki import init_ca, issue
 from tests.support.audit import ORIGIN, build_log, content_record, make_record
@@ -135,9 +137,19 @@ def forward_once(config: Path, *args: str) -> Any:
     return CliRunner().invoke(app, ["audit", "forward", "--once", "--config", str(config), *args])
 
 
-def cursor_of(tmp_path: Path) -> dict[str, Any] | None:
-    path = tmp_path / "data" / "audit_forward_cursor.json"
-    return json.loads(path.read_text()) if path.exists() else None
+def cursor_of(log: AuditLog, port: int | None = None) -> dict[str, Any] | None:
+    """The forwarder's cursor row: the only one, or the one of the receiver on ``port``."""
+    with log.store.engine.connect() as connection:
+        rows = connection.execute(select(audit_forward_cursor)).mappings().all()
+    if port is not None:
+        rows = [r for r in rows if r["destination"].startswith(f"127.0.0.1:{port}:")]
+    assert len(rows) <= 1, rows
+    return dict(rows[0]) if rows else None
+
+
+def next_of(log: AuditLog) -> int:
+    row = cursor_of(log)
+    return int(row["next_index"]) if row else 0
 
 
 @pytest.fixture
@@ -165,9 +177,19 @@ def test_tcp_in_order_no_content_and_resumes_without_gaps(
     for frame, index in zip(receiver.frames, range(7), strict=True):
         assert f'leafHash="{stored[index]}"'.encode() in frame
         assert frame.startswith(b"<") and b" appliance - " in frame
-    assert cursor_of(tmp_path) == {
-        "version": 1, "origin": ORIGIN, "next_index": 7, "last_leaf_hash": stored[6],
+    cursor = cursor_of(log)
+    assert cursor is not None
+    delivered_at = cursor.pop("delivered_at")
+    if delivered_at.tzinfo is None:  # SQLite keeps UTC without the zone
+        delivered_at = delivered_at.replace(tzinfo=dt.UTC)
+    assert abs((dt.datetime.now(dt.UTC) - delivered_at).total_seconds()) < 60  # lag metric
+    for moment in ("updated_at", "held_until"):
+        cursor.pop(moment)
+    assert cursor == {
+        "destination": f"127.0.0.1:{receiver.port}:syslog", "next_index": 7,
+        "last_leaf_hash": bytes.fromhex(stored[6]), "holder": None,  # released on exit
     }  # fmt: skip
+    assert not (tmp_path / "data" / "audit_forward_cursor.json").exists()  # no file
     denied = [f for f in receiver.frames if b"request.denied" in f]
     assert denied and all(f.startswith(b"<84>1 ") for f in denied)  # authpriv.warning
     assert all(f.startswith(b"<86>1 ") for f in receiver.frames if f not in denied)  # .info
@@ -267,7 +289,7 @@ def test_untrusted_receiver_is_refused(
         assert result.exit_code == 1
         assert isinstance(result.exception, ForwardError)
         assert "certificate" in result.exception.message
-        assert server.frames == [] and cursor_of(tmp_path) is None
+        assert server.frames == [] and next_of(log) == 0
     finally:
         server.close()
 
@@ -288,7 +310,7 @@ def test_receiver_that_wants_a_client_certificate(
         # the client reads the alert (names the certificate) or only the closed socket.
         lowered = message.lower()
         assert "certificate" in lowered or "before it confirmed" in lowered, message
-        assert server.frames == [] and cursor_of(tmp_path) is None
+        assert server.frames == [] and next_of(log) == 0
     finally:
         server.close()
 
@@ -300,7 +322,7 @@ def test_unreachable_siem_exits_non_zero_and_keeps_the_cursor(
     config, _ = configure(tmp_path, database_url, receiver.port)
     assert forward_once(config).exit_code == 0
     write_records(log, 3, 3)
-    before = cursor_of(tmp_path)
+    before = cursor_of(log, receiver.port)
     dead = free_port()
     done = subprocess.run(
         [sys.executable, "-m", "appliance.cli", "audit", "forward", "--once", "-c", str(config)],
@@ -311,7 +333,8 @@ def test_unreachable_siem_exits_non_zero_and_keeps_the_cursor(
     assert done.stderr.strip() == (
         f"error: tcp://127.0.0.1:{dead}: connection refused (is the SIEM up?)"
     )
-    assert cursor_of(tmp_path) == before and before is not None and before["next_index"] == 3
+    assert cursor_of(log, receiver.port) == before and before and before["next_index"] == 3
+    assert cursor_of(log, dead)["next_index"] == 0  # type: ignore[index]
     assert forward_once(config).exit_code == 0  # the SIEM is back: the rest, from 3
     assert indices(receiver.frames) == list(range(6))
 
@@ -329,7 +352,7 @@ def test_receiver_dying_mid_batch_loses_nothing(
     result = forward_once(config)
     assert result.exit_code == 1 and isinstance(result.exception, ForwardError)
     assert "dropped the connection" in result.exception.message
-    assert cursor_of(tmp_path) is None
+    assert next_of(log) == 0
     first = server.frames
     server.close()
     assert forward_once(config).exit_code == 1  # down: refused, cursor still unmoved
@@ -338,7 +361,7 @@ def test_receiver_dying_mid_batch_loses_nothing(
         assert forward_once(config).exit_code == 0
         assert indices(first) == [0, 1, 2, 3]
         assert indices(restarted.frames) == list(range(10))
-        assert cursor_of(tmp_path)["next_index"] == 10  # type: ignore[index]
+        assert next_of(log) == 10
     finally:
         restarted.close()
 
@@ -397,7 +420,7 @@ def test_tampering_stops_forwarding_at_the_record(
     assert result.exit_code == 1 and isinstance(result.exception, VerificationError)
     assert "record 3 " in result.exception.message and "leaf hash" in result.exception.message
     assert indices(receiver.frames) == [0, 1, 2]  # what came before it is delivered
-    assert cursor_of(tmp_path)["next_index"] == 3  # type: ignore[index]
+    assert next_of(log) == 3
 
     # A forwarded record changed afterwards is noticed on the next start.
     with migrated_engine.begin() as connection:
@@ -426,7 +449,37 @@ def test_from_index_resends_and_forwarding_is_off_by_default(
     assert isinstance(forwarder_for(settings, SqlAuditStore(log.store.engine)), Forwarder)
 
 
-def test_cursor_file_problems_are_named(
+def test_old_cursor_file_is_imported_once_and_left_alone(
+    log: AuditLog, database_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """An upgrade from the file cursor: its position moves into the empty table, so
+    nothing is repeated or skipped; the file is then neither read nor changed."""
+    write_records(log, 0, 6)
+    config, _ = configure(tmp_path, database_url, receiver.port)
+    old = tmp_path / "data" / "audit_forward_cursor.json"
+    old.parent.mkdir(parents=True)
+    stored = {s.entry.index: s.stored_leaf_hash.hex() for s in log.store.iter_entries()}
+    content = json.dumps({
+        "version": 1, "origin": ORIGIN, "next_index": 4, "last_leaf_hash": stored[3],
+        "delivered_at": "2026-01-05T09:00:00.000000Z",
+    })  # fmt: skip
+    old.write_text(content)
+    result = forward_once(config)
+    assert result.exit_code == 0, result.output
+    said = "".join(result.output.split())  # the console wraps the long path anywhere
+    assert (
+        f"imported the position (record 4) from the old cursor file {old};".replace(" ", "") in said
+    )
+    assert indices(receiver.frames) == [4, 5]  # neither 0-3 again nor a gap
+    assert old.read_text() == content  # left as it was
+    assert next_of(log) == 6
+    # Read once: a second run neither imports again nor goes back to the file's 4.
+    write_records(log, 6, 1)
+    again = forward_once(config)
+    assert "imported" not in again.output and indices(receiver.frames) == [4, 5, 6]
+
+
+def test_old_cursor_file_problems_are_named(
     log: AuditLog, database_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:
     write_records(log, 0, 2)
@@ -441,9 +494,106 @@ def test_cursor_file_problems_are_named(
     result = forward_once(config)
     assert isinstance(result.exception, ConfigurationError)
     assert "belongs to the log 'other.example/log'" in result.exception.message
-    assert receiver.frames == []
+    assert receiver.frames == [] and cursor_of(log) is None  # nothing imported
     # A cursor past the end of the log: the log was rolled back after forwarding.
     cursor.write_text(json.dumps({"origin": ORIGIN, "next_index": 5, "last_leaf_hash": None}))
     result = forward_once(config)
     assert isinstance(result.exception, VerificationError)
     assert "record 4 was forwarded but is no longer in the audit log" in result.exception.message
+
+
+def test_each_destination_has_its_own_cursor(
+    log: AuditLog, database_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """Another SIEM (or format) starts from record 0 rather than skipping what it never
+    got; an old cursor file is not imported once the table holds a row."""
+    write_records(log, 0, 3)
+    config, _ = configure(tmp_path, database_url, receiver.port)
+    assert forward_once(config).exit_code == 0
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "audit_forward_cursor.json").write_text(
+        json.dumps({"origin": ORIGIN, "next_index": 2, "last_leaf_hash": None})
+    )
+    other = Receiver()
+    try:
+        config, _ = configure(tmp_path, database_url, other.port, format="cef")
+        result = forward_once(config)
+        assert result.exit_code == 0, result.output
+        assert "imported" not in result.output
+        assert len(other.frames) == 3 and b"cn1=0 " in other.frames[0]
+    finally:
+        other.close()
+    with log.store.engine.connect() as connection:
+        rows = connection.execute(select(audit_forward_cursor)).mappings().all()
+    assert {(r["destination"], r["next_index"]) for r in rows} == {
+        (f"127.0.0.1:{receiver.port}:syslog", 3), (f"127.0.0.1:{other.port}:cef", 3),
+    }  # fmt: skip
+
+
+def test_one_forwarder_per_destination(
+    log: AuditLog, database_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """A second forwarder is refused while the first holds the cursor's lease, and
+    takes over once it is released or has run out (the first one crashed)."""
+    write_records(log, 0, 3)
+    config, settings = configure(tmp_path, database_url, receiver.port)
+    first = forwarder_for(settings, SqlAuditStore(log.store.engine))
+    assert first.run_once() == 3
+    result = forward_once(config)
+    assert result.exit_code == 1 and isinstance(result.exception, ForwardError)
+    assert f"another forwarder ({first.holder}) holds the cursor" in result.exception.message
+    first.release()
+    write_records(log, 3, 1)
+    assert "done: 1 record(s) forwarded; next is 4" in forward_once(config).output
+
+    crashed = forwarder_for(settings, SqlAuditStore(log.store.engine))
+    assert crashed.position().next_index == 4  # holds the lease, then never releases it
+    later = forwarder_for(settings, SqlAuditStore(log.store.engine))
+    later._now = lambda: dt.datetime.now(dt.UTC) + dt.timedelta(seconds=crashed.lease_s + 1)
+    write_records(log, 4, 1)
+    assert later.run_once() == 1
+    # The crashed one, back, cannot move the cursor: the batch is not counted twice.
+    write_records(log, 5, 1)
+    with pytest.raises(ForwardError, match="another forwarder"):
+        crashed.forward_batch()
+    assert indices(receiver.frames) == [0, 1, 2, 3, 4]
+    assert next_of(log) == 5
+
+
+def test_a_second_follower_waits_for_the_lease(
+    log: AuditLog, database_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """`appliance audit forward` (follow) started while another forwarder holds the
+    cursor sends nothing and retries; released, it takes over; on SIGTERM it releases."""
+    write_records(log, 0, 3)
+    config, settings = configure(
+        tmp_path, database_url, receiver.port, poll_interval_s=0.1, max_backoff_s=0.2
+    )
+    first = forwarder_for(settings, SqlAuditStore(log.store.engine))
+    first.position()  # holds the lease
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "audit", "forward", "-c", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "400"},
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(follower.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any("retrying in" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert f"another forwarder ({first.holder}) holds the cursor" in "".join(lines)
+        assert receiver.frames == [] and follower.poll() is None
+        first.release()
+        while len(receiver.frames) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        follower.wait(timeout=30)
+        reader.join(timeout=10)
+    output = "".join(lines)
+    assert follower.returncode == 0, output
+    assert "stopped; next is 3" in output, output
+    assert indices(receiver.frames) == [0, 1, 2]
+    assert cursor_of(log)["holder"] is None  # type: ignore[index]

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from appliance.audit.hsm_admin import provision
 from appliance.audit.store import SqlAuditStore
 from appliance.config import Settings
 from appliance.db import create_db_engine, upgrade_database
@@ -139,6 +140,14 @@ def test_a_full_run_with_the_keys_in_the_token(
     assert "OK:" in run_verifier(clean_python, bundle, verifier_key)
     doctor = cli(hsm, config, "audit", "keys", "status")
     assert doctor.returncode == 0 and "never extractable" in doctor.stdout
+    # The key history, for auditors and witnesses: one key, the token's, from size 0.
+    auditor = auth(harness.key(roles=["appliance-auditor"]))
+    keys = client.get("/audit/keys", headers=auditor)
+    assert keys.status_code == 200, keys.text
+    assert [(k["verifier_key"], k["from_tree_size"]) for k in keys.json()["keys"]] == [
+        (verifier_key, 0)
+    ]
+    assert client.get("/audit/keys", headers=auth(bob)).status_code == 403
 
     # The token goes away mid-traffic: requests that need it are refused (503), none
     # served unaudited; it comes back, and so does service.
@@ -167,7 +176,31 @@ def test_the_gateway_refuses_to_start_without_its_token(
     with pytest.raises(ConfigurationError, match="no PKCS#11 token 'not-there'"):
         with TestClient(create_app(missing, secrets=harness.secrets)):
             pass
+    module = Settings.model_validate({
+        **harness.settings.model_dump(exclude={"audit"}),
+        "audit": {"keys": hsm.settings(module=str(hsm.module.with_name("libnothere.so")))},
+    })  # fmt: skip
+    with pytest.raises(ConfigurationError, match=r"PKCS#11 module not found: .*libnothere\.so"):
+        with TestClient(create_app(module, secrets=harness.secrets)):
+            pass
     # The CLI says it in one line, naming the cause.
     done = cli(hsm, config, "audit", "public-key")
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and "refused the PIN" in done.stderr
+
+
+def test_the_gateway_refuses_a_token_holding_other_keys(
+    client: TestClient, harness: GatewayHarness, hsm: SoftHsm, config: Path
+) -> None:
+    assert client.post(CHAT, json=chat_body(), headers=auth(harness.user_key)).status_code == 200
+    assert cli(hsm, config, "audit", "checkpoint").returncode == 0
+    # Other keys on the same token, e.g. a wrong label after a re-provisioning.
+    labels = {"master_key_label": "other-master", "signing_key_label": "other-signing"}
+    provision(hsm.config(**labels), harness.settings.audit.origin)
+    other = Settings.model_validate({
+        **harness.settings.model_dump(exclude={"audit"}),
+        "audit": {"keys": hsm.settings(**labels)},
+    })  # fmt: skip
+    with pytest.raises(ConfigurationError, match="does not open the subject keys"):
+        with TestClient(create_app(other, secrets=harness.secrets)):
+            pass

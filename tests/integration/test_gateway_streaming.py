@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest.mock import ANY
+
 import httpx
 
 from appliance.audit.records import AuditEvent, Outcome
@@ -20,7 +22,7 @@ def test_non_streaming_answer_is_passed_through_byte_for_byte(client, harness) -
     done = records[1]
     assert (done.outcome, done.status_code) == (Outcome.OK, 200)
     assert (done.prompt_tokens, done.completion_tokens) == (11, 7)
-    assert done.params == {"temperature": 0}
+    assert done.params == {"temperature": 0, "answer_commitment": ANY}  # salted: receipts
     assert done.latency_ms is not None and done.latency_ms >= 0
     # The request went upstream with the engine's secret and our request id.
     assert harness.fake.headers[-1]["authorization"] == "Bearer engine-shared-secret"

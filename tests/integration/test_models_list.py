@@ -50,10 +50,11 @@ def test_the_default_is_chat(client, harness) -> None:
     assert listed and {entry["kind"] for entry in listed} == {"chat"}
 
 
-def test_the_local_engine_is_a_chat_model(tmp_path: Path) -> None:
+def test_the_local_engines_are_a_chat_and_an_embedding_model(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    (local,) = settings.effective_upstreams()
-    assert local.kind == "chat"
+    chat, embedding = settings.effective_upstreams()
+    assert (chat.model, chat.kind) == (settings.engine.served_model_name, "chat")
+    assert (embedding.model, embedding.kind) == ("smollm2-135m-embed", "embedding")
 
 
 def test_replicas_of_one_model_share_a_kind(tmp_path: Path) -> None:

@@ -123,10 +123,11 @@ def test_the_caller_proves_the_receipt_against_a_signed_checkpoint(
         checkpoint.root_hash, [base64.b64decode(h) for h in consistency["consistency_proof"]],
     )  # fmt: skip
 
-    # Only the caller's own: another user gets what a missing id gets; auditors all.
+    # Only the caller's own: another user is refused (and audited: test_receipt_verify.py);
+    # auditors get all; an id nobody used is 404.
     stranger = client.get(url, headers=auth(harness.key()))
-    assert stranger.status_code == 404
-    assert stranger.json()["error"]["code"] == "receipt_not_found"
+    assert stranger.status_code == 403
+    assert stranger.json()["error"]["code"] == "receipt_forbidden"
     assert client.get(url, headers=auditor).status_code == 200
     missing = client.get("/audit/receipts/no-such-request/proof", headers=auth(harness.user_key))
     assert missing.status_code == 404

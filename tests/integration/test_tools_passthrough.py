@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -120,7 +121,7 @@ def test_audit_names_tools_and_seals_arguments(client, harness, stream: bool) ->
     offered = {"tools": ["get_weather", "get_capital"], "tool_choice": "required",
                "parallel_tool_calls": False}  # fmt: skip
     assert request.params == offered | ({"stream": True} if stream else {})
-    assert done.params == request.params | {"tool_calls": ["get_weather"]}
+    assert done.params == request.params | {"tool_calls": ["get_weather"], "answer_commitment": ANY}
     # Names only: no argument, description, schema or tool result in clear metadata ...
     for record in (request, done):
         clear = json.dumps(record.params)

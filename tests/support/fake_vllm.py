@@ -20,7 +20,9 @@ one token per word or token id. Like vLLM 0.32, which mounts a route only for th
 tasks its model runs, ``/v1/embeddings`` answers any other model, and the completion
 routes answer ``fake-embed``, with FastAPI's bare ``404 {"detail": "Not Found"}``.
 
-``/v1/responses`` (the Responses API) lives in :mod:`tests.support.fake_responses`.
+``/v1/responses`` (the Responses API) lives in :mod:`tests.support.fake_responses`;
+``/v1/rerank`` and ``/v1/score`` (``fake-embed`` only) in :mod:`tests.support.fake_scoring`;
+runtime LoRA loading and ``/v1/models`` in :mod:`tests.support.fake_loras`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support.fake_loras import lora_routes
 from tests.support.fake_responses import responses_endpoint
+from tests.support.fake_scoring import scoring_routes
 
 SECRET = "engine-shared-secret"
 TOKENS = ["The", " capital", " of", " France", " is", " Paris", "."]
@@ -68,6 +72,11 @@ class FakeState:
     slow_started: int = 0
     slow_cancelled: int = 0
     slow_finished: int = 0
+    # Runtime LoRA (tests.support.fake_loras): name -> path of the loaded adapters;
+    # None: the routes are off, as in a vLLM without VLLM_ALLOW_RUNTIME_LORA_UPDATING.
+    loras: dict[str, str] | None = None
+    lora_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    lora_models: list[str] = field(default_factory=list)  # base models /v1/models lists
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -304,5 +313,7 @@ def create_fake_vllm(state: FakeState) -> Starlette:
                 methods=["POST"],
             ),
             Route("/health", health),
+            *scoring_routes(state, secret=SECRET, model=EMBED_MODEL),
+            *lora_routes(state, secret=SECRET),
         ]
     )

@@ -31,6 +31,8 @@ def test_auditor_finds_reveals_verifies_exports_and_erases(
     context = new_context(viewport=DESKTOP, accept_downloads=True)
     page = context.new_page()
     sign_in(page, gateway.url, gateway.auditor_key, "/ui/console")
+    # The Integrity panel shows the SIEM forwarder's state (off: audit.forward unset).
+    page.locator("#forward-state", has_text="off (audit.forward is not set)").wait_for()
     page.fill("#f-username", "erin.employee")
     page.select_option("#f-event", "inference.request")
     page.click("#search-button")
@@ -65,6 +67,7 @@ def test_auditor_finds_reveals_verifies_exports_and_erases(
 
     page.locator("#chart-req-team svg").wait_for()
     assert page.locator("#chart-req-model rect").count() >= 1
+    page.locator("#chart-req-adapter li", has_text="(no adapter)").wait_for()  # the split
     page.fill("#f-username", "")
     page.select_option("#f-event", "")
     page.click("#search-button")

@@ -63,11 +63,12 @@ def test_configured_database_url_wins_over_default() -> None:
     assert Settings(database={"url": url}).database_url == url
 
 
-def test_effective_upstreams_default_to_local_engine() -> None:
+def test_effective_upstreams_default_to_local_engines() -> None:
     settings = Settings(engine={"port": 8123, "served_model_name": "m1"})
 
     assert settings.effective_upstreams() == [
-        UpstreamSettings(model="m1", url="http://127.0.0.1:8123")
+        UpstreamSettings(model="m1", url="http://127.0.0.1:8123"),
+        UpstreamSettings(model="smollm2-135m-embed", url="http://127.0.0.1:8101", kind="embedding"),
     ]
 
 

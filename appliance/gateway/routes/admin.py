@@ -1,7 +1,9 @@
-"""Admin API for API keys (role ``appliance-admin``): create, list, revoke.
+"""Admin API (role ``appliance-admin``): API keys (create, list, revoke) and the
+engines' LoRA adapters (list, load, unload; :mod:`appliance.gateway.adapter_control`).
 
 Creating and revoking a key are audit records (``admin.api_key.create`` and
-``.revoke``, never the secret); a key whose creation cannot be recorded is revoked at
+``.revoke``, never the secret), as are loading and unloading an adapter
+(``admin.adapter.load`` / ``.unload``); a key whose creation cannot be recorded is revoked at
 once and the caller gets 503. An admin cannot revoke the key they are calling with.
 
 The secret of a new key is in the creation answer only; the store keeps its keyed hash.
@@ -20,8 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from appliance.audit.records import AuditEvent
 from appliance.errors import AuditUnavailable, InvalidRequest, ModelNotFound, PermissionDenied
 from appliance.gateway.acts import write_act
+from appliance.gateway.adapter_control import (
+    AdapterState,
+    adapter_states,
+    load_adapter,
+    unload_adapter,
+)
 from appliance.gateway.deps import PrincipalDep, ServicesDep, require_role
-from appliance.identity.apikeys import ApiKeyRecord
+from appliance.identity.apikeys import TEAM_PATTERN, ApiKeyRecord
 from appliance.identity.roles import Role
 
 __all__ = ["ADMIN_ROLE", "router"]
@@ -39,6 +47,11 @@ class CreateApiKey(BaseModel):
     roles: list[str] = Field(default_factory=lambda: [Role.USER.value], min_length=1)
     models: list[str] | None = Field(default=None, description="Model globs; default: by role")
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    team: str | None = Field(
+        default=None,
+        pattern=TEAM_PATTERN,
+        description="The team the caller acts for (adapters are served to their teams)",
+    )
 
 
 class ApiKeyView(BaseModel):
@@ -50,6 +63,7 @@ class ApiKeyView(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    team: str | None = None
 
     @classmethod
     def of(cls, record: ApiKeyRecord) -> ApiKeyView:
@@ -62,6 +76,7 @@ class ApiKeyView(BaseModel):
             created_at=record.created_at,
             expires_at=record.expires_at,
             revoked_at=record.revoked_at,
+            team=record.team,
         )
 
 
@@ -98,6 +113,7 @@ async def create_api_key(
             models=body.models,
             now=now,
             expires_at=expires,
+            team=body.team,
         )
     )
     view = ApiKeyView.of(created.record)
@@ -120,6 +136,7 @@ def _key_facts(view: ApiKeyView) -> dict[str, object]:
         "key_owner": view.owner,
         "key_roles": view.roles,
         "key_models": view.models,
+        "key_team": view.team,
         "key_expires_at": None if view.expires_at is None else view.expires_at.isoformat(),
     }
 
@@ -156,3 +173,55 @@ async def revoke_api_key(
     if services.sessions is not None:  # browser sessions made with it end now too
         services.sessions.end_key_sessions(key_id)
     return RevokedApiKey(key_id=key_id, revoked=True)
+
+
+class AdapterView(BaseModel):
+    model: str = Field(description="How callers name it: <model>:<adapter>")
+    name: str
+    base: str = Field(description="The served model it runs on")
+    rank: int
+    teams: list[str]
+    manifest_sha256: str
+    loaded: bool | None = Field(description="Loaded on every replica; None: none answered")
+    loaded_on: int | None = Field(description="Replicas that have it loaded")
+    replicas: int
+    verified: bool = Field(description="Its files match its manifest (else never served)")
+
+    @classmethod
+    def of(cls, state: AdapterState) -> AdapterView:
+        adapter = state.adapter
+        return cls(
+            model=state.model,
+            name=adapter.name,
+            base=state.parent,
+            rank=adapter.rank,
+            teams=list(adapter.teams),
+            manifest_sha256=adapter.manifest_sha256,
+            loaded=None if state.loaded_on is None else state.loaded_on == state.replicas > 0,
+            loaded_on=state.loaded_on,
+            replicas=state.replicas,
+            verified=state.verified,
+        )
+
+
+class AdapterList(BaseModel):
+    data: list[AdapterView]
+
+
+@router.get("/adapters", summary="List the LoRA adapters and whether the engines have them")
+async def list_adapters(services: ServicesDep) -> AdapterList:
+    return AdapterList(data=[AdapterView.of(state) for state in await adapter_states(services)])
+
+
+@router.post("/adapters/{model}/load", summary="Load an adapter into its model's engines")
+async def load(
+    model: str, request: Request, principal: PrincipalDep, services: ServicesDep
+) -> AdapterView:
+    return AdapterView.of(await load_adapter(services, request, principal, model))
+
+
+@router.post("/adapters/{model}/unload", summary="Unload an adapter from its model's engines")
+async def unload(
+    model: str, request: Request, principal: PrincipalDep, services: ServicesDep
+) -> AdapterView:
+    return AdapterView.of(await unload_adapter(services, request, principal, model))

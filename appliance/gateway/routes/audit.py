@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from appliance.audit.access import inclusion_proof_for, record_act, reveal, search_details
 from appliance.audit.consistency import consistency_proof_for
+from appliance.audit.key_history import read_key_history
 from appliance.audit.receipt_proofs import receipt_proof
 from appliance.audit.records import AuditEvent, metadata_of
 from appliance.audit.store import SearchFilter, StoredEntry
@@ -61,6 +62,15 @@ async def latest_checkpoint(_principal: WitnessDep, store: AuditDep) -> PlainTex
     lines = await anyio.to_thread.run_sync(store.cosignatures, checkpoint.tree_size)
     note = checkpoint.note + "".join(f"{line}\n" for line in lines)
     return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/keys", summary="The log's checkpoint keys and the tree sizes each signs")
+async def key_history(_principal: WitnessDep, services: ServicesDep) -> dict[str, Any]:
+    """The key history (appliance.audit.key_history): a key changed when the log's keys
+    moved into an HSM; the first checkpoint under a new key is signed by both."""
+    log = audit_log_of(services)
+    history = await anyio.to_thread.run_sync(read_key_history, log.store.engine, log.verifier)
+    return {"origin": log.origin, "keys": [epoch.describe() for epoch in history.epochs]}
 
 
 @router.get("/consistency", summary="Consistency proof between two tree sizes")
@@ -150,16 +160,25 @@ async def receipt_proof_route(
     services: ServicesDep,
     store: AuditDep,
     since: Annotated[int | None, Query(description="A checkpoint size you hold")] = None,
+    index: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="The completion leaf index your receipt names (if one "
+            "request id served several requests)",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Inclusion proofs of the receipt's two leaves (the request and the answer, as
     sealed) to the latest signed checkpoint, and a consistency proof from ``since``.
-    Any caller, for their own requests; auditors for all."""
+    Any caller, for their own requests; auditors for all. Another caller's request is
+    403 ``receipt_forbidden``, written to the log as a denial by the error handler."""
     log = audit_log_of(services)
     subject = None if principal.has_role(AUDITOR) else principal.subject
     return await anyio.to_thread.run_sync(
         lambda: receipt_proof(
             store, request_id, origin=log.origin, verifier=log.verifier, subject=subject,
-            since=since,
+            since=since, completion_index=index,
         )
     )  # fmt: skip
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,7 +23,10 @@ from starlette.background import BackgroundTask
 
 from appliance.audit.access import record_act, shred_subject
 from appliance.audit.export import export_bundle
+from appliance.audit.forward_status import read_forward_status
 from appliance.audit.records import AuditEvent
+from appliance.audit.store import SqlAuditStore
+from appliance.audit.usage import UsageRow, adapter_of, usage_series
 from appliance.audit.verify import verify_log
 from appliance.db.tables import audit_log
 from appliance.errors import InvalidRequest, VerificationError
@@ -60,7 +62,13 @@ async def integrity(
 ) -> dict[str, Any]:
     checkpoint = await anyio.to_thread.run_sync(lambda: _checkpoint_view(services))
     last = getattr(request.app.state, "ui_last_verification", None)
-    return {"checkpoint": checkpoint, "last_verification": last}
+    store = SqlAuditStore(services.database)
+    forwarder = await anyio.to_thread.run_sync(read_forward_status, services.settings, store)
+    return {
+        "checkpoint": checkpoint,
+        "last_verification": last,
+        "forwarder": forwarder.as_dict(services.clock()),  # the SIEM forwarder's lag
+    }
 
 
 @router.post("/verify")
@@ -134,7 +142,8 @@ async def usage(
     request: Request,
     days: Annotated[int, Query(ge=1, le=366)] = 14,
 ) -> dict[str, Any]:
-    """Requests and tokens per day by team and by model, and denials per day."""
+    """Requests and tokens per day by team, by model and by adapter, and denials per
+    day (:mod:`appliance.audit.usage`)."""
     log = audit_log_of(services)
     actor = request_actor(principal, request)
     since = services.clock().astimezone(UTC) - timedelta(days=days)
@@ -150,41 +159,32 @@ async def usage(
         )
         c = audit_log.c
         query = select(
-            c.recorded_at, c.event, c.team, c.model, c.prompt_tokens, c.completion_tokens
+            c.recorded_at,
+            c.event,
+            c.team,
+            c.model,
+            c.prompt_tokens,
+            c.completion_tokens,
+            c.params,
         ).where(
             c.recorded_at >= since,
             c.event.in_([AuditEvent.COMPLETION.value, AuditEvent.DENIED.value]),
         )
-        by_team: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-        by_model: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-        denials: dict[str, int] = defaultdict(int)
         with services.database.connect() as connection:
-            for row in connection.execute(query):
-                day = row.recorded_at.date().isoformat()
-                if row.event == AuditEvent.DENIED.value:
-                    denials[day] += 1
-                    continue
-                tokens = (row.prompt_tokens or 0) + (row.completion_tokens or 0)
-                for table, key in (
-                    (by_team, row.team or "(no team)"),
-                    (by_model, row.model or "(none)"),
-                ):
-                    table[key][day][0] += 1
-                    table[key][day][1] += tokens
+            rows = [
+                UsageRow(
+                    day=row.recorded_at.date().isoformat(),
+                    denied=row.event == AuditEvent.DENIED.value,
+                    team=row.team,
+                    model=row.model,
+                    tokens=(row.prompt_tokens or 0) + (row.completion_tokens or 0),
+                    adapter=adapter_of(row.model, row.params),
+                )
+                for row in connection.execute(query)
+            ]
         start = since.date()
         day_list = [(start + timedelta(days=i + 1)).isoformat() for i in range(days)]
-
-        def series(table: dict[str, dict[str, list[int]]], slot: int) -> dict[str, list[int]]:
-            return {k: [v.get(d, [0, 0])[slot] for d in day_list] for k, v in sorted(table.items())}
-
-        return {
-            "days": day_list,
-            "requests_by_team": series(by_team, 0),
-            "tokens_by_team": series(by_team, 1),
-            "requests_by_model": series(by_model, 0),
-            "tokens_by_model": series(by_model, 1),
-            "denials": [denials.get(d, 0) for d in day_list],
-        }
+        return usage_series(rows, day_list)
 
     return await anyio.to_thread.run_sync(run)
 

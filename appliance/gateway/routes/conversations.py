@@ -29,6 +29,10 @@ class Message(BaseModel):
     content: str = Field(max_length=200_000)
     reasoning: str | None = Field(default=None, max_length=200_000)
     model: str | None = Field(default=None, max_length=200)
+    # An answer's receipt (the X-Audit-Receipt value) and its request id, kept so that a
+    # reloaded conversation still offers the receipt and its proof.
+    request_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{8,64}$")
+    receipt: str | None = Field(default=None, max_length=8_000, pattern=r"^[A-Za-z0-9_-]+$")
 
 
 class NewConversation(BaseModel):

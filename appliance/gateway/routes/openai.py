@@ -13,8 +13,10 @@ from appliance.gateway.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    RerankRequest,
+    ScoreRequest,
 )
-from appliance.identity.policy import allowed_models, is_model_allowed
+from appliance.identity.policy import adapter_denial_reason, allowed_models, is_model_allowed
 
 __all__ = ["router"]
 
@@ -60,6 +62,34 @@ async def embeddings(
         context=context,
         schema=EmbeddingRequest,
         path="/v1/embeddings",
+    )
+
+
+@router.post("/rerank", summary="Documents ranked by relevance to a query (Jina/Cohere shape)")
+async def rerank(
+    request: Request, principal: PrincipalDep, services: ServicesDep, context: ContextDep
+) -> Response:
+    return await proxy_openai(
+        request,
+        services=services,
+        principal=principal,
+        context=context,
+        schema=RerankRequest,
+        path="/v1/rerank",
+    )
+
+
+@router.post("/score", summary="A relevance score for each query and document pair")
+async def score(
+    request: Request, principal: PrincipalDep, services: ServicesDep, context: ContextDep
+) -> Response:
+    return await proxy_openai(
+        request,
+        services=services,
+        principal=principal,
+        context=context,
+        schema=ScoreRequest,
+        path="/v1/score",
     )
 
 
@@ -109,4 +139,13 @@ async def list_models(
             data.append({"id": alias, "object": "model", "created": created,
                          "owned_by": "appliance", "parent": target,
                          "kind": kinds.get(target, "chat")})  # fmt: skip
+    # A model's adapters (``<model>:<adapter>``), each listed to its own teams only;
+    # ``parent`` names the model it runs on, as vLLM lists adapters.
+    prefix = services.settings.oidc.team_group_prefix
+    for name in names:
+        for adapter in services.adapters.of_parent(name):
+            if adapter_denial_reason(principal, adapter.model, adapter.teams, prefix) is None:
+                data.append({"id": adapter.model, "object": "model", "created": created,
+                             "owned_by": "appliance", "parent": name,
+                             "kind": kinds.get(name, "chat")})  # fmt: skip
     return {"object": "list", "data": data}

@@ -189,10 +189,19 @@ async def chat_page(request: Request, services: ServicesDep) -> Response:
     session = await _page_session(request, services)
     if isinstance(session, Response):
         return session
-    models = allowed_models(
-        session.principal, services.upstream.models(), services.settings.policy.role_models
+    # The chat page offers chat models only: an embedding model cannot answer.
+    embedding = {u.model for u in services.settings.effective_upstreams() if u.kind != "chat"}
+    served = [name for name in services.upstream.models() if name not in embedding]
+    models = allowed_models(session.principal, served, services.settings.policy.role_models)
+    return render_page(
+        "chat.html",
+        title="Chat",
+        active="chat",
+        models=models,
+        # When a receipt's proof can be fetched: the log signs a checkpoint about this often.
+        checkpoint_interval_s=services.settings.audit.checkpoint_interval_s,
+        **_nav(session),
     )
-    return render_page("chat.html", title="Chat", active="chat", models=models, **_nav(session))
 
 
 @router.get("/console")

@@ -1,4 +1,5 @@
-// The admin page: engine replicas and their health, API keys (create, revoke).
+// The admin page: engine replicas and their health, LoRA adapters (load, unload),
+// API keys (create, revoke).
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -49,6 +50,40 @@
     }));
   }
 
+  // Adapters: the engines are asked each time; Load/Unload are audited admin acts.
+  async function adapters() {
+    const r = await App.api("GET", "/admin/adapters");
+    const body = $("adapters").querySelector("tbody");
+    if (!r.ok) { body.replaceChildren(App.el("tr", {}, App.friendly(r.status, r.data))); return; }
+    $("adapters-empty").hidden = r.data.data.length > 0;
+    body.replaceChildren(...r.data.data.map((a) => {
+      const tr = App.el("tr", { "data-adapter": a.model });
+      const state = !a.verified ? "fails verification" : a.loaded === null ? "engine not answering"
+        : a.loaded ? "loaded" : (a.loaded_on > 0 ? "loaded on " + a.loaded_on + " of " + a.replicas : "not loaded");
+      const sha = App.el("code", { title: a.manifest_sha256 }, a.manifest_sha256.slice(0, 12));
+      tr.append(App.el("td", {}, a.name), App.el("td", {}, a.base), App.el("td", {}, a.rank),
+        App.el("td", {}, a.teams.join(", ")), App.el("td"),
+        App.el("td", { class: !a.verified ? "error" : a.loaded ? "ok" : (a.loaded === false ? "muted" : "error") }, state));
+      tr.children[4].append(sha);
+      const td = App.el("td");
+      const act = a.loaded ? "unload" : "load";
+      const b = App.el("button", { type: "button", class: a.loaded ? "small danger" : "small",
+        "aria-label": (a.loaded ? "Unload adapter " : "Load adapter ") + a.model }, a.loaded ? "Unload" : "Load");
+      b.addEventListener("click", async () => {
+        if (act === "unload" && !window.confirm("Unload " + a.model + "? Requests for it are refused until it is loaded again.")) return;
+        b.disabled = true;
+        const d = await App.api("POST", "/admin/adapters/" + encodeURIComponent(a.model) + "/" + act);
+        const error = $("adapter-error");
+        error.hidden = d.ok;
+        if (!d.ok) error.textContent = (d.data && d.data.error && d.data.error.message) || App.friendly(d.status, d.data);
+        adapters();
+      });
+      td.append(b);
+      tr.append(td);
+      return tr;
+    }));
+  }
+
   $("key-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const body = { name: $("key-name").value.trim(), owner: $("key-owner").value.trim(), roles: [$("key-role").value] };
@@ -63,5 +98,6 @@
     keys();
   });
   $("refresh-engines").addEventListener("click", engines);
-  engines(); keys();
+  $("refresh-adapters").addEventListener("click", adapters);
+  engines(); adapters(); keys();
 })();

@@ -5,6 +5,8 @@
   const list = $("conversations"), box = $("messages"), form = $("composer"), prompt = $("prompt");
   const send = $("send"), stop = $("stop"), errorBox = $("chat-error"), title = $("chat-title");
   const modelSelect = $("model");
+  // How often the audit log signs a checkpoint: when a receipt's proof can be fetched.
+  const checkpointInterval = Number(box.dataset.checkpointInterval) || 10;
   let current = null;      // {id, title, messages}
   let controller = null;   // AbortController of the stream in flight
 
@@ -25,7 +27,13 @@
     node.append(details);
     node.append(App.el("div", { class: "body" }));
     fill(node, msg);
+    addReceipt(node, msg);
     return node;
+  }
+  // The "Receipt" control, once the answer's receipt is known (kept with the conversation).
+  function addReceipt(node, msg) {
+    if (msg.role !== "assistant" || !msg.receipt || !msg.request_id || node.querySelector(".receipt")) return;
+    node.append(Receipts.control(msg, checkpointInterval));
   }
   function fill(node, msg) {
     const body = node.querySelector(".body");
@@ -115,6 +123,7 @@
       send.hidden = false; stop.hidden = true;
       node.classList.remove("streaming");
       if (answer.stopped) node.querySelector(".who").append(" (stopped)");
+      addReceipt(node, answer);
     }
     if (failed && !answer.content) {
       node.remove();
@@ -142,6 +151,13 @@
       while ((cut = buffer.indexOf("\n\n")) >= 0) {
         const event = buffer.slice(0, cut);
         buffer = buffer.slice(cut + 2);
+        const receipt = Receipts.fromEvent(event);
+        const requestId = receipt && Receipts.requestId(receipt);
+        if (requestId) {
+          answer.receipt = receipt; answer.request_id = requestId;
+          Receipts.markReceived(answer);
+          continue;
+        }
         const data = event.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
         if (!data || data === "[DONE]") continue;
         let chunk;

@@ -81,6 +81,23 @@
     $("cp-size").textContent = cp ? cp.tree_size + " records" : "none signed yet";
     $("cp-time").textContent = cp ? fmt(cp.created_at) : "–";
     if (r.data.last_verification) showVerification(r.data.last_verification);
+    if (r.data.forwarder) showForwarder(r.data.forwarder);
+  }
+  // The SIEM forwarder (`appliance audit forward`) is its own process: a stalled one
+  // is a logging failure the officer must see (off / behind N since T / up to date).
+  function showForwarder(f) {
+    const el = $("forward-state");
+    const since = f.delivered_at ? "last delivery " + fmt(f.delivered_at) : "nothing delivered yet";
+    if (f.state === "off") {
+      el.textContent = "off (audit.forward is not set)"; el.className = "muted";
+    } else if (f.state === "error") {
+      el.textContent = "✘ " + f.problem; el.className = "error";
+    } else if (f.state === "behind") {
+      el.textContent = `behind by ${f.behind} record${f.behind === 1 ? "" : "s"}; ${since}`;
+      el.className = "error";
+    } else {
+      el.textContent = "✔ up to date; " + since; el.className = "ok";
+    }
   }
   function showVerification(v) {
     $("verify-result").textContent = (v.ok ? "✔ Verified: " : "✘ FAILED: ") + v.message;
@@ -124,6 +141,8 @@
     Charts.stacked($("chart-tok-team"), u.days, u.tokens_by_team, "Tokens per day by team");
     Charts.stacked($("chart-req-model"), u.days, u.requests_by_model, "Requests per day by model");
     Charts.stacked($("chart-tok-model"), u.days, u.tokens_by_model, "Tokens per day by model");
+    Charts.stacked($("chart-req-adapter"), u.days, u.requests_by_adapter, "Requests per day by adapter");
+    Charts.stacked($("chart-tok-adapter"), u.days, u.tokens_by_adapter, "Tokens per day by adapter");
     Charts.stacked($("chart-denials"), u.days, { denials: u.denials }, "Denials per day");
   }
 

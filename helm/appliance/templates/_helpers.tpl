@@ -169,6 +169,7 @@ appliance.engine.script (dict "root" $ "args" list "leader" bool)
 {{- $out = concat $out (list "--ssl-keyfile" (printf "%s/tls.key" $dir) "--ssl-certfile" (printf "%s/tls.crt" $dir) "--ssl-ca-certs" (printf "%s/ca.crt" $dir) "--ssl-cert-reqs" "2") -}}
 {{- end -}}
 {{- end -}}
+{{- range (include "appliance.adapters.engineArgs" $root | fromYamlArray) }}{{ $out = append $out (squote .) }}{{ end -}}
 {{- range $root.Values.engine.extraArgs }}{{ $out = append $out (squote .) }}{{ end -}}
 find /dev/shm -mindepth 1 -type f -delete 2>/dev/null || true
 {{ join " " $out }}
@@ -205,6 +206,9 @@ find /dev/shm -mindepth 1 -type f -delete 2>/dev/null || true
 {{- $messages = append $messages "engine.compileCache: set only one of existingClaim and hostPath" -}}
 {{- end -}}
 {{- $messages = concat $messages (include "appliance.engine.fabricMessages" . | fromYamlArray) -}}
+{{- $messages = concat $messages (include "appliance.adapters.messages" . | fromYamlArray) -}}
+{{- $messages = concat $messages (include "appliance.embeddingEngine.messages" . | fromYamlArray) -}}
+{{- $messages = concat $messages (include "appliance.audit.messages" . | fromYamlArray) -}}
 {{- if .Values.sovereign -}}
 {{- $messages = concat $messages (include "appliance.sovereignMessages" . | fromYamlArray | uniq) -}}
 {{- end -}}

@@ -10,7 +10,6 @@ from sqlalchemy import Engine, select
 
 from appliance.audit.access import (
     Actor,
-    apply_retention,
     inclusion_proof_for,
     reveal,
     shred_subject,
@@ -92,20 +91,6 @@ def test_shred_in_another_process_reaches_a_running_writer(
     later = content_record(2)
     gateway.append(later)  # must not reuse the cached, now destroyed key
     assert reveal(cli, later.record_id, actor=AUDITOR, reason="check").status == "present"
-
-
-def test_retention_drops_old_content_only(migrated_engine: Engine, signer: NoteSigner) -> None:
-    log = build_log(migrated_engine, signer=signer, clock=StepClock(T0 + timedelta(days=400)))
-    old = content_record(1)  # recorded at T0, 400 days before the log's clock
-    recent = content_record(2, recorded_at=T0 + timedelta(days=390))
-    log.append_batch([old, recent])
-    dropped = apply_retention(log, days=30, actor=AUDITOR)
-    assert dropped == 1
-    assert reveal(log, recent.record_id, actor=AUDITOR, reason="recent").status == "present"
-    assert reveal(log, old.record_id, actor=AUDITOR, reason="after retention").status == "dropped"
-    log.checkpoint()
-    report = verify(log, signer)
-    assert report.contents_dropped == 1
 
 
 def test_inclusion_proof_document(log: AuditLog) -> None:

@@ -1,8 +1,9 @@
-"""appliance/audit/receipts.py: the receipt note, its wire encoding, and what a
-verifier refuses."""
+"""appliance/audit/receipts.py: the receipt note, its wire encoding, the answer
+commitment, and what a verifier refuses."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import pytest
@@ -11,6 +12,10 @@ from appliance.audit.checkpoint import NoteSigner, parse_checkpoint, parse_note,
 from appliance.audit.receipts import (
     Receipt,
     ReceiptLeaf,
+    answer_digest,
+    answer_message,
+    check_answer,
+    commit_answer,
     decode_receipt,
     encode_receipt,
     receipt_text,
@@ -84,3 +89,49 @@ def test_malformed_wire_values() -> None:
         decode_receipt("not*base64")
     with pytest.raises(VerificationError, match="base64url"):
         decode_receipt(encode_receipt("x")[:-1] + "\udcff")
+
+
+SALT = bytes(range(32))
+
+
+def test_the_answer_line_commits_to_the_texts_under_a_salt() -> None:
+    commitment = commit_answer(["Tokyo"], SALT)
+    assert commitment.digest == hashlib.sha256(SALT + b'["Tokyo"]').digest()
+    receipt = Receipt(ORIGIN, RECEIPT.request_id, RECEIPT.request, RECEIPT.completion, commitment)
+    lines = receipt_text(receipt).splitlines()
+    assert lines[:5] == receipt_text(RECEIPT).splitlines()  # older receipts: the same five
+    assert lines[5] == (
+        "answer AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= "
+        + base64.b64encode(commitment.digest).decode()
+    )
+    signer = NoteSigner.generate(ORIGIN)
+    note = sign_note(receipt_text(receipt), signer)
+    assert verify_receipt(note, signer.verifier(), origin=ORIGIN) == receipt
+    check_answer(receipt, ["Tokyo"])
+    for wrong in (["Tokio"], ["Tokyo", ""], [], ["Tokyo "]):
+        with pytest.raises(VerificationError, match=r"^answer text: not the answer"):
+            check_answer(receipt, wrong)
+    with pytest.raises(VerificationError, match="cannot be checked"):
+        check_answer(RECEIPT, ["Tokyo"])  # a receipt from before commitments
+    with pytest.raises(ValueError, match="32 bytes"):
+        commit_answer(["Tokyo"], b"short")
+
+
+def test_the_canonical_answer_is_a_jcs_array_of_the_choice_texts() -> None:
+    # RFC 8785: no whitespace, UTF-8 as is, only quote, backslash and controls escaped.
+    assert answer_message([]) == b"[]"
+    assert answer_message(["one", "two"]) == b'["one","two"]'
+    assert answer_message(['a"b\\c\n\x01\x7f']) == b'["a\\"b\\\\c\\n\\u0001\x7f"]'
+    assert answer_message(["é 日本 😀"]) == '["é 日本 😀"]'.encode()
+    assert answer_digest(SALT, ["a"]) != answer_digest(bytes(32), ["a"])  # the salt counts
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["answer", "answer AAAA AAAA", "answer !!! " + "A" * 44, "answr " + "A" * 44 + " " + "A" * 44],
+)
+def test_a_malformed_answer_line_is_refused(line: str) -> None:
+    signer = NoteSigner.generate(ORIGIN)
+    note = sign_note(receipt_text(RECEIPT) + line + "\n", signer)
+    with pytest.raises(VerificationError, match="malformed receipt"):
+        verify_receipt(note, signer.verifier(), origin=ORIGIN)

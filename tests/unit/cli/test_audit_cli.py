@@ -129,13 +129,6 @@ def test_shred_keeps_verify_green(runner: CliRunner, config: Path, log: AuditLog
     assert run(runner, config, "verify").exit_code == 0
 
 
-def test_retention_apply(runner: CliRunner, config: Path, log: AuditLog) -> None:
-    result = run(runner, config, "retention", "apply", "--days", "1")
-    assert result.exit_code == 0, result.output
-    assert "dropped content of 4 record(s)" in result.output  # the records are from 2025
-    assert run(runner, config, "verify").exit_code == 0
-
-
 def test_export_writes_a_bundle(
     runner: CliRunner, config: Path, log: AuditLog, tmp_path: Path
 ) -> None:

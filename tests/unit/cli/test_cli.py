@@ -50,7 +50,7 @@ def config(tmp_path: Path) -> Path:
 def upgraded(runner: CliRunner, config: Path) -> Path:
     result = runner.invoke(app, ["db", "upgrade", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    assert "0005" in result.output
+    assert "0007" in result.output
     return config
 
 
@@ -92,7 +92,7 @@ def test_help_lists_commands(runner: CliRunner) -> None:
     listed = set(re.findall(r"^\W? ([a-z][\w-]*)\s{2,}\S", result.output, flags=re.MULTILINE))
     assert listed == {
         "up", "serve", "plan", "engine", "models", "keys", "identity", "config", "db", "audit",
-        "certs", "doctor", "bundle", "witness", "adapters",
+        "certs", "doctor", "bundle", "witness", "adapters", "receipt",
     }  # fmt: skip
 
 
@@ -111,7 +111,7 @@ def test_db_upgrade_creates_database_in_data_dir(
     assert (tmp_path / "data" / "appliance.db").is_file()
     again = runner.invoke(app, ["db", "upgrade", "--config", str(upgraded)])
     assert again.exit_code == 0
-    assert "0005" in again.output
+    assert "0007" in again.output
 
 
 def test_keys_create_prints_the_secret_once(runner: CliRunner, upgraded: Path) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, inspect, text
 
 from appliance.db import create_db_engine, current_revision, metadata, upgrade_database
 
-HEAD = "0005"
+HEAD = "0007"
 
 
 def test_fresh_database_has_no_revision(database_url: str) -> None:

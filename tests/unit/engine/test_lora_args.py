@@ -64,6 +64,13 @@ def test_engines_with_adapters_stay_offline() -> None:
     assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
 
 
+def test_runtime_loading_is_on_only_with_adapters() -> None:
+    """The admin page loads and unloads adapters through vLLM's runtime LoRA routes."""
+    env = _spec(_serving(8)).environment({}, cpu_count=2)
+    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in _spec(None).environment({}, cpu_count=2)
+
+
 def test_max_loras_defaults_to_the_adapter_count_up_to_four() -> None:
     argv = _spec(_serving(*[8] * 6)).argv()
     assert argv[argv.index("--max-loras") + 1] == "4"

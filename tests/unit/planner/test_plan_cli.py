@@ -123,3 +123,21 @@ def test_forced_wide_ep_without_a_fabric_is_refused_naming_the_fix() -> None:
 def test_unknown_fabric_is_a_usage_error() -> None:
     result = runner.invoke(app, [*_TWO_H200, "--fabric", "ethernet"])
     assert result.exit_code == 2 and "ethernet" in result.output
+
+
+def test_embedding_engine_in_the_table_and_json() -> None:
+    args = ["plan", "-m", "smollm2-135m-instruct", "--gpu", "h100", "--gpus-per-node", "1",
+            "--embedding-model", "smollm2-135m-instruct"]  # fmt: skip
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "embedding engine" in result.output and "GPUs in all" in result.output
+    assert "--runner pooling --convert embed" in result.output
+    data = json.loads(runner.invoke(app, [*args, "-f", "json"]).stdout)
+    assert data["embedding"]["served_model_name"] == "smollm2-135m-embed"
+    assert data["gpu_memory_utilization"] == round(
+        0.9 - data["embedding"]["gpu_memory_utilization"], 2
+    )
+    separate = runner.invoke(
+        app, [*args, "--embedding-placement", "separate", "--embedding-gpus", "2", "-f", "json"]
+    )
+    assert json.loads(separate.stdout)["summary"]["gpus_total"] == 3

@@ -53,6 +53,10 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- if and $e.adapters.enabled $e.adapters.modules }}
+  initContainers:
+    {{- include "appliance.adapters.verifyContainer" $root | nindent 4 }}
+  {{- end }}
   containers:
     - name: vllm
       image: {{ include "appliance.image" (dict "image" $e.image "global" $root.Values.global) }}
@@ -84,6 +88,8 @@ spec:
         {{- $_ := set $env "TRANSFORMERS_OFFLINE" "1" -}}
         {{- $_ := set $env "VLLM_NO_USAGE_STATS" "1" -}}
         {{- $_ := set $env "DO_NOT_TRACK" "1" -}}
+        {{- /* Runtime adapter loads (/v1/load_lora_adapter, the admin page): opt-in. */ -}}
+        {{- if and $e.adapters.enabled $e.adapters.runtimeUpdates }}{{ $_ := set $env "VLLM_ALLOW_RUNTIME_LORA_UPDATING" "True" }}{{ else }}{{ $_ := unset $env "VLLM_ALLOW_RUNTIME_LORA_UPDATING" }}{{ end -}}
         {{- /* The engine runs as a UID the image has no passwd entry for: getpass.getuser()
         (vLLM, torch inductor) reads these before it asks getpwuid(), which would raise. */ -}}
         {{- $_ := set $env "USER" "vllm" -}}
@@ -187,6 +193,9 @@ spec:
           mountPath: /var/cache/vllm
         - name: tmp
           mountPath: /tmp
+        {{- if $e.adapters.enabled }}
+        {{- include "appliance.adapters.volumeMount" (dict "root" $root "volume" (ternary "adapters" "weights" (eq (include "appliance.adapters.ownVolume" $root) "true"))) | nindent 8 }}
+        {{- end }}
         {{- if $e.chatTemplates }}
         - name: chat-templates
           mountPath: {{ include "appliance.engine.chatTemplateDir" $root }}
@@ -212,6 +221,9 @@ spec:
         path: {{ $e.weights.hostPath | default "/srv/appliance/models" }}
         type: Directory
       {{- end }}
+    {{- if and $e.adapters.enabled (include "appliance.adapters.ownVolume" $root) }}
+    {{- include "appliance.adapters.volume" $root | nindent 4 }}
+    {{- end }}
     - name: dshm
       emptyDir:
         medium: Memory

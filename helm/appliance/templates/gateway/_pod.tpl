@@ -27,15 +27,32 @@
       key: {{ $keys.oidcGatewayClientSecret }}
       optional: true
 {{- end }}
+{{- if .Values.gateway.hsm.enabled }}
+{{- range .Values.gateway.hsm.env }}
+- name: {{ .name }}
+  value: {{ .value | quote }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "appliance.gateway.volumeMounts" -}}
 - name: config
   mountPath: /etc/appliance
   readOnly: true
+{{- if .Values.gateway.hsm.enabled }}
+- name: hsm-pin
+  mountPath: /var/run/appliance/hsm
+  readOnly: true
+{{- if .Values.gateway.hsm.moduleHostPath }}
+- name: hsm-module
+  mountPath: /opt/hsm
+  readOnly: true
+{{- end }}
+{{- else }}
 - name: secrets
   mountPath: /var/run/appliance/secrets
   readOnly: true
+{{- end }}
 - name: data
   mountPath: /var/lib/appliance
 - name: tmp
@@ -52,6 +69,22 @@
 - name: config
   configMap:
     name: {{ include "appliance.componentname" (dict "root" $root "component" (printf "config%s" .configSuffix)) }}
+{{- $hsm := $root.Values.gateway.hsm }}
+{{- if $hsm.enabled }}
+- name: hsm-pin
+  secret:
+    secretName: {{ $hsm.pinSecret.name | default (include "appliance.secretName" $root) }}
+    defaultMode: 0400
+    items:
+      - key: {{ $hsm.pinSecret.key }}
+        path: pin
+{{- with $hsm.moduleHostPath }}
+- name: hsm-module
+  hostPath:
+    path: {{ . }}
+    type: Directory
+{{- end }}
+{{- else }}
 - name: secrets
   secret:
     secretName: {{ include "appliance.secretName" $root }}
@@ -61,6 +94,7 @@
         path: audit_master_key
       - key: {{ $root.Values.secrets.keys.auditSigningKey }}
         path: audit_signing_key
+{{- end }}
 - name: data
   emptyDir:
     sizeLimit: 1Gi
