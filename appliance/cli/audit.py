@@ -33,12 +33,13 @@ from appliance.audit.export import export_bundle
 from appliance.audit.forward import siem_options
 from appliance.audit.log import AuditLog
 from appliance.audit.records import AuditEvent, metadata_of
-from appliance.audit.store import SearchFilter, SqlAuditStore
+from appliance.audit.store import SearchFilter
 from appliance.audit.verify import verify_log
 from appliance.audit.wiring import audit_verifier, open_audit_log
 from appliance.cli.audit_forward import forward
 from appliance.cli.audit_keys import keys_app
 from appliance.cli.audit_retention import retention_app
+from appliance.cli.audit_store import audit_store
 from appliance.cli.common import ConfigOption, console, settings_from
 from appliance.cli.witness import check_witnesses
 from appliance.config import Settings
@@ -74,16 +75,6 @@ ReasonOption = Annotated[
 def _actor(name: str | None) -> Actor:
     username = name or getpass.getuser()
     return Actor(subject=f"cli:{username}", username=username, auth_method="cli")
-
-
-@contextmanager
-def _store(config: Path | None) -> Iterator[tuple[Settings, SqlAuditStore]]:
-    settings = settings_from(config)
-    engine = create_db_engine(settings.database_url)
-    try:
-        yield settings, SqlAuditStore(engine)
-    finally:
-        engine.dispose()
 
 
 @contextmanager
@@ -140,7 +131,7 @@ def verify(
 
     Exits non-zero naming the first bad record on any tampering, and naming the witness
     on a rollback or fork."""
-    with _store(config) as (settings, store):
+    with audit_store(config) as (settings, store):
         verifier = _verifier(settings, key)
         external = checkpoint.read_text(encoding="utf-8") if checkpoint else None
         report = verify_log(
@@ -264,7 +255,7 @@ def prove(
     with the signed checkpoints at both sizes where they exist."""
     if (record_id is None) == (consistency is None):
         raise InvalidRequest("give a RECORD_ID or --consistency N M (one of the two)")
-    with _store(config) as (settings, store):
+    with audit_store(config) as (settings, store):
         verifier = audit_verifier(settings)
         if consistency is not None:
             old_size, new_size = consistency

@@ -8,30 +8,16 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from appliance.audit.forward import Batch, Forwarder, ForwardError, forwarder_for
-from appliance.audit.store import SqlAuditStore
-from appliance.cli.common import ConfigOption, console, err_console, settings_from
+from appliance.cli.audit_store import audit_store
+from appliance.cli.common import ConfigOption, console, err_console
 from appliance.config import Settings
-from appliance.db import create_db_engine
 
 __all__ = ["forward"]
-
-
-@contextmanager
-def _store(config: Path | None) -> Iterator[tuple[Settings, SqlAuditStore]]:
-    settings = settings_from(config)
-    engine = create_db_engine(settings.database_url)
-    try:
-        yield settings, SqlAuditStore(engine)
-    finally:
-        engine.dispose()
 
 
 def forward(
@@ -70,7 +56,7 @@ def forward(
     from its cursor in the database (one per destination; one forwarder runs per
     destination, a second waits). At least once: after a crash the last batch may
     arrive again, with the same log index."""
-    with _store(config) as (settings, store):
+    with audit_store(config) as (settings, store):
         forwarder = forwarder_for(settings, store)
         try:
             _run(forwarder, settings, once=once, interval=interval, from_index=from_index)

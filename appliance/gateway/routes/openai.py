@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -13,6 +14,7 @@ from appliance.gateway.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    OpenAIRequest,
     RerankRequest,
     ScoreRequest,
 )
@@ -23,73 +25,38 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-@router.post("/chat/completions", summary="Chat completion (streaming or not)")
-async def chat_completions(
-    request: Request, principal: PrincipalDep, services: ServicesDep, context: ContextDep
-) -> Response:
-    return await proxy_openai(
-        request,
-        services=services,
-        principal=principal,
-        context=context,
-        schema=ChatCompletionRequest,
-        path="/v1/chat/completions",
-    )
+# The endpoints the gateway relays as they are, after identity, policy, limits and the
+# audit record: (path under /v1, request body, summary, operation name).
+_RELAYED: tuple[tuple[str, type[OpenAIRequest], str, str], ...] = (
+    ("/chat/completions", ChatCompletionRequest, "Chat completion (streaming or not)",
+     "chat_completions"),
+    ("/completions", CompletionRequest, "Text completion (streaming or not)", "completions"),
+    ("/embeddings", EmbeddingRequest, "Embeddings of one input or a batch", "embeddings"),
+    ("/rerank", RerankRequest, "Documents ranked by relevance to a query (Jina/Cohere shape)",
+     "rerank"),
+    ("/score", ScoreRequest, "A relevance score for each query and document pair", "score"),
+)  # fmt: skip
 
 
-@router.post("/completions", summary="Text completion (streaming or not)")
-async def completions(
-    request: Request, principal: PrincipalDep, services: ServicesDep, context: ContextDep
-) -> Response:
-    return await proxy_openai(
-        request,
-        services=services,
-        principal=principal,
-        context=context,
-        schema=CompletionRequest,
-        path="/v1/completions",
-    )
+def _relay(schema: type[OpenAIRequest], path: str) -> Callable[..., Awaitable[Response]]:
+    async def endpoint(
+        request: Request, principal: PrincipalDep, services: ServicesDep, context: ContextDep
+    ) -> Response:
+        return await proxy_openai(
+            request,
+            services=services,
+            principal=principal,
+            context=context,
+            schema=schema,
+            path=path,
+        )
+
+    return endpoint
 
 
-@router.post("/embeddings", summary="Embeddings of one input or a batch")
-async def embeddings(
-    request: Request, principal: PrincipalDep, services: ServicesDep, context: ContextDep
-) -> Response:
-    return await proxy_openai(
-        request,
-        services=services,
-        principal=principal,
-        context=context,
-        schema=EmbeddingRequest,
-        path="/v1/embeddings",
-    )
-
-
-@router.post("/rerank", summary="Documents ranked by relevance to a query (Jina/Cohere shape)")
-async def rerank(
-    request: Request, principal: PrincipalDep, services: ServicesDep, context: ContextDep
-) -> Response:
-    return await proxy_openai(
-        request,
-        services=services,
-        principal=principal,
-        context=context,
-        schema=RerankRequest,
-        path="/v1/rerank",
-    )
-
-
-@router.post("/score", summary="A relevance score for each query and document pair")
-async def score(
-    request: Request, principal: PrincipalDep, services: ServicesDep, context: ContextDep
-) -> Response:
-    return await proxy_openai(
-        request,
-        services=services,
-        principal=principal,
-        context=context,
-        schema=ScoreRequest,
-        path="/v1/score",
+for _path, _schema, _summary, _name in _RELAYED:
+    router.add_api_route(
+        _path, _relay(_schema, f"/v1{_path}"), methods=["POST"], summary=_summary, name=_name
     )
 
 
