@@ -90,6 +90,8 @@ def _model_args(
         args += ["--kv-cache-dtype", "fp8"]
     if gpu is not None and (backend := _moe_backend(profile, gpu, layout, nodes)):
         args += ["--moe-backend", backend]
+    if gpu is not None and _needs_reference_cpu_mla(profile, gpu):
+        args += ["--attention-backend", "CPU_MLA"]
     if profile.reasoning_parser:
         args += ["--reasoning-parser", profile.reasoning_parser]
     if profile.tool_call_parser:
@@ -98,6 +100,20 @@ def _model_args(
         # Every deploy path places the profile's template there (profiles.py).
         args += ["--chat-template", f"{ENGINE_CHAT_TEMPLATE_DIR}/{profile.chat_template}"]
     return args
+
+
+def _needs_reference_cpu_mla(profile: ModelProfile, gpu: GpuType) -> bool:
+    """vLLM 0.32 on a CPU with AMX picks its AMX MLA backend for every MLA model
+    (platforms/cpu.py), and that backend refuses float32 weights at load ("expect
+    weight to be bfloat16, float16, int8 ..."; v1/attention/backends/mla/amx_mla.py).
+    A CPU plan runs float32 unless the profile names another dtype, so such plans ask
+    for the reference CPU MLA backend, which vLLM honours on any CPU. On a CPU without
+    AMX vLLM picks that backend anyway."""
+    return (
+        gpu.device == "cpu"
+        and profile.attention.kind == "mla"
+        and (profile.vllm_dtype or "float32") in ("float32", "float")
+    )
 
 
 def _moe_backend(profile: ModelProfile, gpu: GpuType, layout: Layout, nodes: int) -> str | None:

@@ -176,3 +176,28 @@ def test_the_fabric_survives_the_plan_file(deepseek_v3: ModelProfile) -> None:
     assert plan_from_dict(data) == plan
     del data["request"]["fabric"]  # a plan file written before --fabric existed
     assert plan_from_dict(data).request.fabric == "none"
+
+
+def test_cpu_plans_of_float32_mla_models_ask_for_the_reference_mla_backend(
+    profiles: dict[str, ModelProfile],
+) -> None:
+    """vLLM's AMX MLA backend (chosen on any AMX CPU) refuses float32 weights."""
+    tiny = profiles["tiny-deepseek-v3"]
+    assert tiny.attention.kind == "mla"
+    cpu_plan = make_plan(tiny, gpu_type("cpu"), PlanRequest(tiny.name, gpu="cpu", gpus_per_node=1))
+    assert cpu_plan.dtype == "float32"
+    argv = _argvs(cpu_plan)[0]
+    assert argv[argv.index("--attention-backend") + 1] == "CPU_MLA"
+    # In bfloat16 the AMX backend works: vLLM keeps its own choice.
+    bf16 = replace(tiny, vllm_dtype="bfloat16")
+    assert (
+        "--attention-backend"
+        not in _argvs(
+            make_plan(bf16, gpu_type("cpu"), PlanRequest(bf16.name, gpu="cpu", gpus_per_node=1))
+        )[0]
+    )
+    # GPU plans and GQA models never carry it.
+    for name, profile in profiles.items():
+        for plan in _plans(profile):
+            if plan.device != "cpu" or profile.attention.kind != "mla":
+                assert all("--attention-backend" not in a for a in _argvs(plan)), name
