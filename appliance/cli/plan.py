@@ -151,6 +151,13 @@ def plan(
     embedding_max_model_len: Annotated[
         int, typer.Option("--embedding-max-model-len", min=16, help="Longest embedding input")
     ] = 512,
+    max_loras: Annotated[
+        int, typer.Option("--max-loras", min=0, help="LoRA adapter slots in one batch (0: none)")
+    ] = 0,
+    max_lora_rank: Annotated[
+        int,
+        typer.Option("--max-lora-rank", min=0, help="Largest adapter rank (default 16 with slots)"),
+    ] = 0,
 ) -> None:
     """Plan a model on GPUs: layout, memory per GPU, KV cache, concurrency, commands;
     with --embedding-model, an embedding engine beside it."""
@@ -181,6 +188,8 @@ def plan(
             memory_mib=memory_mib,
             layout=layout,
             fabric=fabric.value,
+            max_loras=max_loras,
+            max_lora_rank=max_lora_rank or (16 if max_loras else 0),  # vLLM's default rank
         )
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc

@@ -25,6 +25,7 @@ from appliance.planner.commands import (
 from appliance.planner.embedding import EmbeddingPlan
 from appliance.planner.hardware import GPU_CATALOG, GpuType, unsupported_weights
 from appliance.planner.layouts import Candidate, Goal, candidates, check_layout, divisors
+from appliance.planner.lora import lora_args, lora_bytes_per_gpu, lora_explanation, lora_problem
 from appliance.planner.memory import GIB, KvCacheDtype, Layout, MemoryEstimate, estimate_memory
 from appliance.planner.profiles import ModelProfile
 
@@ -47,6 +48,8 @@ class PlanRequest:
     memory_mib: int | None = None
     layout: Layout | None = None  # the admin's choice instead of the recipes'
     fabric: Fabric = "none"  # "rdma": the site has InfiniBand/RoCE between its GPU nodes
+    max_loras: int = 0  # LoRA adapter slots (--max-loras); 0: no LoRA
+    max_lora_rank: int = 0  # rounded up to a rank vLLM accepts (lora_rank_limit)
 
     def __post_init__(self) -> None:
         if self.gpus_per_node < 1 or self.nodes < 1:
@@ -57,6 +60,7 @@ class PlanRequest:
             raise ValueError("max_model_len must be >= 16")
         if self.memory_mib is not None and self.memory_mib < 1:
             raise ValueError("memory_mib must be >= 1")
+        lora_args(self.max_loras, self.max_lora_rank)  # ValueError if vLLM refuses them
 
 
 @dataclass(frozen=True)
@@ -156,29 +160,25 @@ def _evaluate(
 
     def estimate(candidate: Layout) -> MemoryEstimate:
         return estimate_memory(
-            profile,
-            candidate,
-            device_memory_bytes=memory_bytes,
+            profile, candidate, device_memory_bytes=memory_bytes,
             gpu_memory_utilization=request.gpu_memory_utilization,
-            kv_cache_dtype=request.kv_cache_dtype,
-            max_model_len=max_model_len,
-            dtype=dtype,
-            weight_scale=weight_scale,
-        )
+            kv_cache_dtype=request.kv_cache_dtype, max_model_len=max_model_len,
+            dtype=dtype, weight_scale=weight_scale, lora_bytes=lora_bytes_per_gpu(
+                profile, candidate, request.max_loras, request.max_lora_rank, dtype),
+        )  # fmt: skip
 
     memory = estimate(layout)
+    if why := lora_problem(profile, layout, request.max_loras):
+        return layout, memory, why
     if not memory.fits_weights:
-        return (
-            layout,
-            memory,
-            (
-                f"with {layout.describe()} each {'rank' if gpu.device == 'cpu' else 'GPU'} "
-                f"holds {_gib(memory.weight_bytes)} of weights plus "
-                f"~{_gib(memory.overhead_bytes)} runtime overhead, but only "
-                f"{_gib(memory.usable_bytes)} is usable at --gpu-memory-utilization "
-                f"{request.gpu_memory_utilization}"
-            ),
-        )
+        lora = f" and {_gib(memory.lora_bytes)} of LoRA slots" if memory.lora_bytes else ""
+        return layout, memory, (
+            f"with {layout.describe()} each {'rank' if gpu.device == 'cpu' else 'GPU'} "
+            f"holds {_gib(memory.weight_bytes)} of weights plus ~"
+            f"{_gib(memory.overhead_bytes)} runtime overhead{lora}, but only "
+            f"{_gib(memory.usable_bytes)} is usable at --gpu-memory-utilization "
+            f"{request.gpu_memory_utilization}"
+        )  # fmt: skip
     if memory.kv_tokens_per_replica >= max_model_len:
         return layout, memory, None
     if profile.attention.kind == "mla" and gpu.device == "gpu":
@@ -187,15 +187,11 @@ def _evaluate(
             with_dcp = estimate(sharded)
             if with_dcp.kv_tokens_per_replica >= max_model_len:
                 return sharded, with_dcp, None
-    return (
-        layout,
-        memory,
-        (
-            f"with {layout.describe()} the KV cache holds {_tokens(memory.kv_tokens_per_replica)} "
-            f"tokens per replica ({_gib(max(memory.kv_bytes, 0))} per GPU), less than one "
-            f"request of --max-model-len {max_model_len}"
-        ),
-    )
+    return layout, memory, (
+        f"with {layout.describe()} the KV cache holds {_tokens(memory.kv_tokens_per_replica)} "
+        f"tokens per replica ({_gib(max(memory.kv_bytes, 0))} per GPU), less than one "
+        f"request of --max-model-len {max_model_len}"
+    )  # fmt: skip
 
 
 def _explain(
@@ -218,6 +214,8 @@ def _explain(
         f"weights: {_gib(memory.weight_bytes)} per GPU; runtime overhead ~"
         f"{_gib(memory.overhead_bytes)} (activations, CUDA graphs, communication buffers)"
     )
+    if memory.lora_bytes:
+        lines.append(lora_explanation(request.max_loras, request.max_lora_rank, memory.lora_bytes))
     if profile.attention.kind == "mla":
         kv_rule = (
             "MLA caches one latent per token per layer; it is replicated on every TP rank, "
@@ -293,11 +291,8 @@ def _try_plan(profile: ModelProfile, gpu: GpuType, request: PlanRequest) -> Plan
             return f"the requested layout cannot run: {problem}"
         if uses_deepep(request.layout, request.nodes) and request.fabric != "rdma":
             return f"the requested layout cannot run: {NEEDS_RDMA_FABRIC}"
-        options = [
-            Candidate(
-                request.layout, f"{request.layout.describe()}: requested (--tp/--pp/--dp/--ep)"
-            )
-        ]
+        requested = f"{request.layout.describe()}: requested (--tp/--pp/--dp/--ep)"
+        options = [Candidate(request.layout, requested)]
     else:
         options = candidates(profile, gpu, request.gpus_per_node, request.nodes, request.goal)
     if not options:
@@ -326,6 +321,7 @@ def _try_plan(profile: ModelProfile, gpu: GpuType, request: PlanRequest) -> Plan
             nodes=request.nodes, gpus_per_node=request.gpus_per_node,
             kv_cache_dtype=request.kv_cache_dtype, master_addr=request.master_addr,
             cpu_kv_cache_gib=cpu_kv, fabric=request.fabric,
+            extra_args=lora_args(request.max_loras, request.max_lora_rank),
         )  # fmt: skip
         explanation = _explain(
             profile, gpu, request, layout, memory, candidate.why, dtype, weight_scale

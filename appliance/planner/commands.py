@@ -188,14 +188,15 @@ def build_commands(
     master_addr: str = HEAD_ADDRESS_PLACEHOLDER,
     cpu_kv_cache_gib: int | None = None,
     fabric: Fabric = "none",
+    extra_args: tuple[str, ...] = (),
 ) -> tuple[NodeCommand, ...]:
     """One :class:`NodeCommand` per node: rank 0 is the head (serves HTTP), the others
     are headless workers. DeepEP is emitted only for a site with an RDMA ``fabric``;
     wide EP without one is a ValueError (the planner refuses it first, with
-    :data:`NEEDS_RDMA_FABRIC`)."""
+    :data:`NEEDS_RDMA_FABRIC`). ``extra_args`` go to every node (LoRA slots: lora.py)."""
     if uses_deepep(layout, nodes) and fabric != "rdma":
         raise ValueError(NEEDS_RDMA_FABRIC)
-    base = _model_args(profile, layout, kv_cache_dtype, gpu=gpu, nodes=nodes)
+    base = [*_model_args(profile, layout, kv_cache_dtype, gpu=gpu, nodes=nodes), *extra_args]
     env = _environment(profile, gpu)
     if gpu.device == "cpu" and cpu_kv_cache_gib is not None:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gib)

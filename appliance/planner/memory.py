@@ -128,6 +128,7 @@ class MemoryEstimate:
     kv_tokens_per_replica: int
     replicas: int
     max_model_len: int
+    lora_bytes: int = 0  # LoRA adapter slots (lora.py), taken from the KV cache
 
     @property
     def fits_weights(self) -> bool:
@@ -157,14 +158,16 @@ def estimate_memory(
     max_model_len: int,
     dtype: str = "auto",
     weight_scale: float = 1.0,
+    lora_bytes: int = 0,
 ) -> MemoryEstimate:
-    """The vLLM budget: ``memory x utilization - weights - overhead`` is KV cache."""
+    """The vLLM budget: ``memory x utilization - weights - overhead - LoRA slots`` is
+    KV cache."""
     if not 0 < gpu_memory_utilization <= 1:
         raise ValueError("gpu_memory_utilization must be in (0, 1]")
     usable = math.floor(device_memory_bytes * gpu_memory_utilization)
     weights = weight_bytes_per_gpu(profile, layout, weight_scale=weight_scale)
     overhead = math.ceil(profile.runtime_overhead_gib * GIB)
-    kv = usable - weights - overhead
+    kv = usable - weights - overhead - lora_bytes
     per_token = kv_bytes_per_token(profile, layout, kv_cache_dtype, dtype=dtype)
     tokens = max(0, kv) // per_token * layout.dcp
     return MemoryEstimate(
@@ -176,4 +179,5 @@ def estimate_memory(
         kv_tokens_per_replica=tokens,
         replicas=layout.dp,
         max_model_len=max_model_len,
+        lora_bytes=lora_bytes,
     )

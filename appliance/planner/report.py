@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Group, RenderableType
 from rich.table import Table
 
+from appliance.engine.launch import lora_rank_limit
 from appliance.errors import ConfigurationError
 from appliance.planner.capacity import Plan, PlanRefused
 from appliance.planner.commands import NodeCommand, core_args
@@ -74,6 +75,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "kv_tokens_per_replica": memory.kv_tokens_per_replica,
         "kv_tokens_total": memory.kv_tokens_total,
         "max_concurrency": round(memory.concurrency, 2),
+        "lora_gib_per_gpu": round(memory.lora_bytes / GIB, 3),
     }
     if plan.embedding is not None:
         data["summary"]["embedding_gib_per_gpu"] = round(plan.embedding.total_bytes / GIB, 2)
@@ -111,6 +113,13 @@ def _gib(value: int) -> str:
     return f"{value / GIB:,.1f} GiB"
 
 
+def _lora_row(plan: Plan) -> str:
+    if not plan.request.max_loras:
+        return "none (--max-loras 0)"
+    rank = lora_rank_limit(plan.request.max_lora_rank)
+    return f"{plan.memory.lora_bytes / GIB:,.2f} GiB ({plan.request.max_loras} x rank {rank})"
+
+
 def render_table(plan: Plan, model_path: str) -> RenderableType:
     memory = plan.memory
     summary = Table(title=f"{plan.display_name} on {plan.nodes} x {plan.gpus_per_node} x "
@@ -129,6 +138,7 @@ def render_table(plan: Plan, model_path: str) -> RenderableType:
          f"(x {plan.gpu_memory_utilization})"),
         ("weights per GPU", _gib(memory.weight_bytes)),
         ("runtime overhead per GPU", _gib(memory.overhead_bytes)),
+        ("LoRA adapter slots per GPU", _lora_row(plan)),
         ("KV cache per GPU", _gib(memory.kv_bytes)),
         ("KV bytes per token", f"{memory.kv_bytes_per_token:,} ({plan.kv_cache_dtype})"),
         ("KV tokens", f"{memory.kv_tokens_per_replica:,} per replica x {memory.replicas} = "

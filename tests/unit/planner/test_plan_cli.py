@@ -141,3 +141,20 @@ def test_embedding_engine_in_the_table_and_json() -> None:
         app, [*args, "--embedding-placement", "separate", "--embedding-gpus", "2", "-f", "json"]
     )
     assert json.loads(separate.stdout)["summary"]["gpus_total"] == 3
+
+
+def test_lora_slots_in_the_plan_and_refused_when_too_many() -> None:
+    args = ["plan", "-m", "smollm2-135m-instruct", "--gpu", "cpu", "--gpus-per-node", "1"]
+    result = runner.invoke(app, [*args, "--max-loras", "4", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["request"]["max_lora_rank"] == 16  # vLLM's default rank
+    assert plan["memory"]["lora_bytes"] > 0
+    assert "--enable-lora" in plan["commands"][0]["extra_args"]
+    table = runner.invoke(app, [*args, "--max-loras", "4", "--max-lora-rank", "16"],
+                          terminal_width=200)  # fmt: skip
+    assert "LoRA adapter slots per GPU" in table.output and "4 x rank 16" in table.output
+    refused = runner.invoke(app, [*args, "--max-loras", "64", "--max-lora-rank", "512"])
+    assert refused.exit_code != 0 and "LoRA slots" in refused.output
+    bad = runner.invoke(app, [*args, "--max-loras", "1", "--max-lora-rank", "1024"])
+    assert bad.exit_code != 0 and "above vLLM's largest" in str(bad.exception)
