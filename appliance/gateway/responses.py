@@ -21,7 +21,8 @@ import re
 import secrets
 from typing import Any
 
-from appliance.gateway.auditing import Answer, response_tool_params
+from appliance.gateway.answers import Answer
+from appliance.gateway.auditing import response_tool_params
 from appliance.gateway.schemas import audited_params
 from appliance.gateway.sse import Usage, parse_event_json
 

@@ -8,8 +8,8 @@ the stream it asked for; and the event that ends the answer is held until the
 completion record is durable, then sent after an SSE comment carrying the answer's
 receipt (:mod:`appliance.audit.receipts`). If the record cannot be written, the
 client gets an error event (``audit_unavailable``) instead of the end.
-The text and tool call deltas are gathered as they pass, for the completion record
-(tool names in its metadata, everything in its encrypted content). How an API's events
+The text, reasoning and tool call deltas are gathered as they pass, for the completion
+record (tool names in its metadata, everything in its encrypted content). How an API's events
 are read is a :class:`StreamEvents`: :class:`ChatEvents` for chat and text completions,
 ``ResponseEvents`` (:mod:`appliance.gateway.responses`) for the Responses API, whose
 typed events are forwarded unchanged and whose usage comes in ``response.completed``.
@@ -35,7 +35,7 @@ from starlette.types import Receive, Scope, Send
 
 from appliance.audit.records import Outcome
 from appliance.errors import EngineUnavailable, UpstreamError, UpstreamTimeout
-from appliance.gateway.auditing import Answer, AnswerStream
+from appliance.gateway.answers import Answer, AnswerStream
 from appliance.gateway.sse import (
     SseSplitter,
     Usage,

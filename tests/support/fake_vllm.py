@@ -5,8 +5,9 @@ The model name picks the behaviour, so one server covers every edge case:
 stream is cancelled), ``fake-die`` breaks the connection mid-stream, ``fake-500`` and
 ``fake-400`` answer with errors, ``fake-hang`` never answers in time, ``fake-garbage``
 answers 200 with a body that is not JSON. For the browser UI: ``fake-xss`` answers
-with HTML and Markdown (``<script>`` must render as text), ``fake-reasoning`` streams
-DeepSeek-R1 style ``reasoning_content`` deltas before the answer.
+with HTML and Markdown (``<script>`` must render as text), ``fake-reasoning`` answers
+with DeepSeek-R1 style ``reasoning_content`` (streamed: deltas before the answer's), and
+``fake-think`` the same under vLLM 0.32's field name, ``reasoning``.
 
 Any model answers a request that offers ``tools`` with a ``tool_choice`` other than
 ``"none"`` with one call of the chosen (else the first) tool, arguments
@@ -56,6 +57,8 @@ XSS_TOKENS = [
     "```",
 ]
 REASONING_TOKENS = ["The user asks", " about France;", " its capital is Paris."]
+# Reasoning models and the field their reasoning comes in.
+REASONING_FIELD = {"fake-reasoning": "reasoning_content", "fake-think": "reasoning"}
 TOOL_ARGUMENTS = '{"country": "France", "note": "canary-arguments-5f1e"}'
 TOOL_CALL_ID = "chatcmpl-tool-fake"
 EMBED_MODEL = "fake-embed"
@@ -231,7 +234,11 @@ def create_fake_vllm(state: FakeState) -> Starlette:
             ).encode()
             state.sent.append(body)
             return Response(body, media_type="application/json")
+        reasoning_field = REASONING_FIELD.get(model)
         if not payload.get("stream"):
+            reasoning_message = (
+                {reasoning_field: "".join(REASONING_TOKENS)} if reasoning_field else {}
+            )
             body = json.dumps(
                 {
                     "id": "chatcmpl-fake",
@@ -240,7 +247,11 @@ def create_fake_vllm(state: FakeState) -> Starlette:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": "".join(TOKENS)},
+                            "message": {
+                                "role": "assistant",
+                                "content": "".join(TOKENS),
+                                **reasoning_message,
+                            },
                             "finish_reason": "stop",
                         }
                     ],
@@ -284,9 +295,9 @@ def create_fake_vllm(state: FakeState) -> Starlette:
                     yield note(_usage(model, 9))
                 yield note(b"data: [DONE]\n\n")
                 return
-            if model == "fake-reasoning":
+            if reasoning_field is not None:
                 for thought in REASONING_TOKENS:
-                    yield note(_chunk(model, {"reasoning_content": thought}))
+                    yield note(_chunk(model, {reasoning_field: thought}))
             answer = XSS_TOKENS if model == "fake-xss" else TOKENS
             for index, token in enumerate(answer):
                 if model == "fake-die" and index == 2:

@@ -64,3 +64,11 @@ def test_no_answer_texts_no_commitment() -> None:
     for content in (None, {"embeddings": 2, "dimensions": 8}, {"response": [1]}):
         record = _completion(content)
         assert with_answer_commitment(record) == (record, None)
+
+
+def test_the_commitment_covers_the_answer_texts_not_the_reasoning() -> None:
+    record = _completion({"response": ["Tokyo"], "reasoning": ["Japan's capital..."]})
+    committed, commitment = with_answer_commitment(record)
+    assert commitment is not None
+    assert commitment.digest == answer_digest(commitment.salt, ["Tokyo"])
+    assert committed.content == record.content  # the reasoning stays sealed beside it
