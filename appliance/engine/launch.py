@@ -112,6 +112,7 @@ class LoraServing:
     modules: tuple[LoraModule, ...]
     base_model_name: str
     max_loras: int | None = None
+    max_rank: int | None = None  # None: the largest adapter's, as vLLM accepts it
 
     @classmethod
     def of(
@@ -122,7 +123,7 @@ class LoraServing:
 
     def args(self) -> list[str]:
         loras = self.max_loras or min(len(self.modules), 4)  # adapters in one batch
-        rank = lora_rank_limit(max(module.rank for module in self.modules))
+        rank = self.max_rank or lora_rank_limit(max(module.rank for module in self.modules))
         # JSON form of --lora-modules: names hold ':' and paths may hold ',' or '='.
         specs = [
             json.dumps(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from appliance.engine.launch import EngineTls, LaunchSpec, LoraServing
@@ -48,6 +48,36 @@ def _local_chat_template(args: list[str]) -> list[str]:
             f"{named.name}: copy it there (appliance plan -f ansible-vars carries it)"
         )
     return [*args[:index], str(packaged), *args[index + 1 :]]
+
+
+_LORA_SLOT_FLAGS = ("--max-loras", "--max-lora-rank")
+
+
+def _planned_lora(
+    extra: list[str], lora: LoraServing | None
+) -> tuple[list[str], LoraServing | None]:
+    """A plan that reserved LoRA slots (``appliance plan --max-loras``) keeps them: its
+    memory was planned for those. The adapters then join with their modules only, once
+    (not a second --enable-lora), and each must fit the planned rank. Without adapters
+    the plan's flags stay as they are (slots for adapters loaded at runtime)."""
+    if lora is None or "--enable-lora" not in extra:
+        return extra, lora
+    slots: dict[str, int] = {}
+    kept: list[str] = []
+    args = iter(extra)
+    for arg in args:
+        if arg in _LORA_SLOT_FLAGS:
+            slots[arg] = int(next(args))
+        elif arg != "--enable-lora":
+            kept.append(arg)
+    rank = slots["--max-lora-rank"]
+    for module in lora.modules:
+        if module.rank > rank:
+            raise ConfigurationError(
+                f"adapter {module.name} has rank {module.rank}, but the plan reserved LoRA "
+                f"slots of rank {rank}: plan again with --max-lora-rank {module.rank}"
+            )
+    return kept, replace(lora, max_loras=slots["--max-loras"], max_rank=rank)
 
 
 def read_plan(path: Path) -> Plan:
@@ -90,6 +120,7 @@ def launch_spec_from_plan(
             "the plan has no head node address: pass --master-addr (the head's private IP)"
         )
     extra = _local_chat_template(extra)
+    extra, lora = _planned_lora(extra, lora)
     headless = "--headless" in extra
     spec_type = HeadlessLaunchSpec if headless else LaunchSpec
     return spec_type(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.engine.launch import LoraModule, LoraServing
 from appliance.engine.plan_launch import HeadlessLaunchSpec, launch_spec_from_plan, read_plan
 from appliance.errors import ConfigurationError
 from appliance.planner import (
@@ -119,3 +120,34 @@ def test_a_chat_template_missing_on_this_host_comes_from_the_package() -> None:
         pytest.skip("this host has the deployed templates")
     assert template.is_file() and template.name == "tool_chat_template_deepseekv3.jinja"
     assert "tool" in template.read_text(encoding="utf-8")
+
+
+def _adapters(*ranks: int) -> LoraServing:
+    modules = [LoraModule(f"m:a{i}", Path(f"/store/a{i}"), rank) for i, rank in enumerate(ranks)]
+    served = LoraServing.of(modules, "m")
+    assert served is not None
+    return served
+
+
+def test_a_plan_with_lora_slots_keeps_them_and_the_adapters_join_once() -> None:
+    plan = _plan("deepseek-r1-distill-llama-8b", "h100", 1, max_loras=6, max_lora_rank=32)
+    spec = launch_spec_from_plan(plan, role="head", model_dir=MODEL_DIR, api_key="k", port=1,
+                                 lora=_adapters(8, 16))  # fmt: skip
+    argv = spec.argv()
+    assert argv.count("--enable-lora") == 1
+    assert (_flag(argv, "--max-loras"), _flag(argv, "--max-lora-rank")) == ("6", "32")
+    assert len(json.loads(argv[argv.index("--lora-modules") + 2])) == 3  # a JSON object
+
+
+def test_an_adapter_larger_than_the_planned_rank_is_refused() -> None:
+    plan = _plan("deepseek-r1-distill-llama-8b", "h100", 1, max_loras=2, max_lora_rank=8)
+    with pytest.raises(ConfigurationError, match="rank 16.*--max-lora-rank 16"):
+        launch_spec_from_plan(plan, role="head", model_dir=MODEL_DIR, api_key="k", port=1,
+                              lora=_adapters(16))  # fmt: skip
+
+
+def test_without_planned_slots_the_adapters_bring_their_own() -> None:
+    plan = _plan("deepseek-r1-distill-llama-8b", "h100", 1)
+    argv = launch_spec_from_plan(plan, role="head", model_dir=MODEL_DIR, api_key="k", port=1,
+                                 lora=_adapters(8, 16)).argv()  # fmt: skip
+    assert (_flag(argv, "--max-loras"), _flag(argv, "--max-lora-rank")) == ("2", "16")
