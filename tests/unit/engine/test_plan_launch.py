@@ -141,7 +141,7 @@ def test_a_plan_with_lora_slots_keeps_them_and_the_adapters_join_once() -> None:
 
 def test_an_adapter_larger_than_the_planned_rank_is_refused() -> None:
     plan = _plan("deepseek-r1-distill-llama-8b", "h100", 1, max_loras=2, max_lora_rank=8)
-    with pytest.raises(ConfigurationError, match="rank 16.*--max-lora-rank 16"):
+    with pytest.raises(ConfigurationError, match=r"rank 16.*--max-lora-rank 16"):
         launch_spec_from_plan(plan, role="head", model_dir=MODEL_DIR, api_key="k", port=1,
                               lora=_adapters(16))  # fmt: skip
 
