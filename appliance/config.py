@@ -36,6 +36,7 @@ from appliance.settings import (
     ProviderEgress,
     ProviderSettings,
     RoutingSettings,
+    TcoSettings,
     TelemetrySettings,
     UpstreamSettings,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "ProviderSettings",
     "RoutingSettings",
     "Settings",
+    "TcoSettings",
     "TelemetrySettings",
     "UpstreamSettings",
     "load_settings",
@@ -95,6 +97,10 @@ class Settings(BaseSettings):
     external_providers: list[ProviderSettings] = Field(
         default_factory=list,
         description="Frontier APIs data may leave for (docs/egress.md); empty: nothing leaves",
+    )
+    tco: TcoSettings = Field(
+        default_factory=TcoSettings,
+        description="The in-house cluster's cost, for appliance tco (docs/tco.md)",
     )
 
     _providers = field_validator("external_providers")(validate_providers)

@@ -21,6 +21,7 @@ from appliance.cli import (
     plan,
     receipt,
     serve,
+    tco,
     up,
     witness,
 )
@@ -41,6 +42,7 @@ app.command("up")(up.up)
 app.command("serve")(serve.serve)
 app.command("plan")(plan.plan)
 app.command("doctor")(doctor.doctor)
+app.command("tco")(tco.tco)
 app.add_typer(engine.app, name="engine")
 app.add_typer(models.app, name="models")
 app.add_typer(adapters.app, name="adapters")

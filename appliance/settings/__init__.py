@@ -28,6 +28,7 @@ from appliance.settings.limits import LimitRule, LimitsSettings
 from appliance.settings.network import NetworkSettings
 from appliance.settings.oidc import OidcSettings
 from appliance.settings.policy import PolicySettings
+from appliance.settings.tco import TcoSettings
 from appliance.settings.telemetry import TelemetrySettings
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "ProviderSettings",
     "RoutingSettings",
     "Section",
+    "TcoSettings",
     "TelemetrySettings",
     "UpstreamSettings",
 ]

@@ -92,7 +92,7 @@ def test_help_lists_commands(runner: CliRunner) -> None:
     listed = set(re.findall(r"^\W? ([a-z][\w-]*)\s{2,}\S", result.output, flags=re.MULTILINE))
     assert listed == {
         "up", "serve", "plan", "engine", "models", "keys", "identity", "config", "db", "audit",
-        "certs", "doctor", "bundle", "witness", "adapters", "receipt",
+        "certs", "doctor", "bundle", "witness", "adapters", "receipt", "tco",
     }  # fmt: skip
 
 

@@ -1,0 +1,46 @@
+"""A month's measured usage from the audit log: the prompt and completion tokens of its
+``inference.completion`` records, grouped by hour. The I/O shell of
+:func:`appliance.tco.costs.total_usage`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, select
+
+from appliance.audit.records import AuditEvent
+from appliance.db.tables import audit_log
+from appliance.tco.costs import Usage, total_usage
+
+__all__ = ["month_bounds", "month_usage"]
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """``YYYY-MM`` -> its first instant and the next month's, UTC; ValueError if odd."""
+    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    following = (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else (start.replace(month=start.month + 1))
+    )
+    return start, following
+
+
+def _hour(value: datetime) -> str:
+    at = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return at.strftime("%Y-%m-%dT%H:00Z")
+
+
+def month_usage(engine: Engine, month: str) -> Usage:
+    """Tokens served in ``month`` (UTC), from the clear-text metadata only."""
+    start, end = month_bounds(month)
+    c = audit_log.c
+    query = select(c.recorded_at, c.prompt_tokens, c.completion_tokens).where(
+        c.event == AuditEvent.COMPLETION.value, c.recorded_at >= start, c.recorded_at < end
+    )
+    with engine.connect() as connection:
+        rows = [
+            (_hour(row.recorded_at), row.prompt_tokens, row.completion_tokens)
+            for row in connection.execute(query)
+        ]
+    return total_usage(month, rows)
