@@ -20,6 +20,7 @@ from appliance.errors import ConfigurationError
 from appliance.settings import (
     AuditSettings,
     AuthSettings,
+    ClassificationSettings,
     DatabaseSettings,
     EmbeddingEngineSettings,
     EngineServerTlsSettings,
@@ -34,6 +35,7 @@ from appliance.settings import (
     PolicySettings,
     ProviderCredential,
     ProviderEgress,
+    ProviderPolicy,
     ProviderSettings,
     RoutingSettings,
     TcoSettings,
@@ -46,6 +48,7 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "AuditSettings",
     "AuthSettings",
+    "ClassificationSettings",
     "DatabaseSettings",
     "EmbeddingEngineSettings",
     "EngineServerTlsSettings",
@@ -60,6 +63,7 @@ __all__ = [
     "PolicySettings",
     "ProviderCredential",
     "ProviderEgress",
+    "ProviderPolicy",
     "ProviderSettings",
     "RoutingSettings",
     "Settings",
@@ -97,6 +101,11 @@ class Settings(BaseSettings):
     external_providers: list[ProviderSettings] = Field(
         default_factory=list,
         description="Frontier APIs data may leave for (docs/egress.md); empty: nothing leaves",
+    )
+    classification: ClassificationSettings = Field(
+        default_factory=ClassificationSettings,
+        description="Each team's default data classification, for external providers "
+        "(docs/egress.md)",
     )
     tco: TcoSettings = Field(
         default_factory=TcoSettings,

@@ -12,6 +12,7 @@ from appliance.settings.auth import AuthSettings
 from appliance.settings.base import Section
 from appliance.settings.database import DatabaseSettings
 from appliance.settings.egress import ProviderCredential, ProviderEgress, ProviderSettings
+from appliance.settings.egress_policy import ClassificationSettings, ProviderPolicy
 from appliance.settings.engine import (
     EmbeddingEngineSettings,
     EngineServerTlsSettings,
@@ -34,6 +35,7 @@ from appliance.settings.telemetry import TelemetrySettings
 __all__ = [
     "AuditSettings",
     "AuthSettings",
+    "ClassificationSettings",
     "DatabaseSettings",
     "EmbeddingEngineSettings",
     "EngineServerTlsSettings",
@@ -48,6 +50,7 @@ __all__ = [
     "PolicySettings",
     "ProviderCredential",
     "ProviderEgress",
+    "ProviderPolicy",
     "ProviderSettings",
     "RoutingSettings",
     "Section",

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from appliance.egress.levels import Classification
 from appliance.settings.base import Section
+from appliance.settings.egress_policy import ProviderPolicy
 
 __all__ = [
     "INLINE_CREDENTIAL_KEYS",
@@ -216,6 +217,11 @@ class ProviderSettings(Section):
         "every allowed team not listed"
     )
     egress: ProviderEgress
+    policy: ProviderPolicy = Field(
+        default_factory=ProviderPolicy,
+        description="Prompts above max_classification: which detectors may be pseudonymised, "
+        "and the in-house fallback model (docs/egress.md)",
+    )
 
     @model_validator(mode="before")
     @classmethod
