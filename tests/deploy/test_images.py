@@ -199,6 +199,9 @@ def pod(
         gateway_args = [
             "--pod", name, "--read-only", "--volume", f"{name}-data:/var/lib/appliance",
             "--env", f"APPLIANCE_ENGINE__API_KEY={ENGINE_KEY}",
+            # One engine in this pod, as a chart without embeddingEngine: the gateway
+            # must not wait for the embedding engine `appliance up` would start beside it.
+            "--env", "APPLIANCE_EMBEDDING_ENGINE__ENABLED=false",
         ]  # fmt: skip
         podman.run("run", "--rm", *gateway_args, gateway_image, "db", "upgrade")
         created = podman.run(
