@@ -5,13 +5,12 @@ doing what :class:`~appliance.egress.budget.MemorySpendStore` does in-process.
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
-from typing import Any
 
 from redis.asyncio import Redis
 
 from appliance.egress.budget import SpendResult
+from appliance.limits.redis_store import redis_client
 
 __all__ = ["RedisSpendStore"]
 
@@ -42,13 +41,7 @@ class RedisSpendStore:
 
     @classmethod
     def from_url(cls, url: str, *, ca_file: Path | None = None) -> RedisSpendStore:
-        """``rediss://`` verifies the server certificate (against ``ca_file`` if given)."""
-        options: dict[str, Any] = {}
-        if url.startswith("rediss://"):
-            options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
-            if ca_file is not None:
-                options["ssl_ca_certs"] = str(ca_file)
-        return cls(Redis.from_url(url, **options))
+        return cls(redis_client(url, ca_file=ca_file))
 
     async def reserve(
         self, key: str, units: int, limit_units: int, *, expire_at_s: int, now_s: float

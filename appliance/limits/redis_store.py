@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 
 from appliance.limits.admission import BucketCharge, Refusal, SlotClaim
 
-__all__ = ["RedisLimitStore"]
+__all__ = ["RedisLimitStore", "redis_client"]
 
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
@@ -103,6 +103,16 @@ def _bucket_args(charges: Sequence[BucketCharge]) -> list[str]:
     return args
 
 
+def redis_client(url: str, *, ca_file: Path | None = None) -> Redis:
+    """``rediss://`` verifies the server certificate (against ``ca_file`` if given)."""
+    options: dict[str, Any] = {}
+    if url.startswith("rediss://"):
+        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        if ca_file is not None:
+            options["ssl_ca_certs"] = str(ca_file)
+    return Redis.from_url(url, **options)
+
+
 class RedisLimitStore:
     def __init__(self, client: Redis) -> None:
         self._client = client
@@ -111,13 +121,7 @@ class RedisLimitStore:
 
     @classmethod
     def from_url(cls, url: str, *, ca_file: Path | None = None) -> RedisLimitStore:
-        """``rediss://`` verifies the server certificate (against ``ca_file`` if given)."""
-        options: dict[str, Any] = {}
-        if url.startswith("rediss://"):
-            options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
-            if ca_file is not None:
-                options["ssl_ca_certs"] = str(ca_file)
-        return cls(Redis.from_url(url, **options))
+        return cls(redis_client(url, ca_file=ca_file))
 
     async def acquire(
         self,
