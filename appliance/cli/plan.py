@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 import yaml
 
-from appliance.cli.common import console, err_console
+from appliance.adapters import list_adapters, verify_adapter
+from appliance.cli.common import console, err_console, settings_from
 from appliance.errors import BundleError, ConfigurationError
 from appliance.planner import (
     HEAD_ADDRESS_PLACEHOLDER,
@@ -31,6 +32,7 @@ from appliance.planner import (
     render_table,
 )
 from appliance.planner.report import refusal_to_dict
+from appliance.planner.serving_values import AdapterPin, adapter_slots
 from appliance.release.create import BUNDLE_INFO
 from appliance.release.helm_images import bundle_image_values, merge_values
 
@@ -156,12 +158,53 @@ def plan(
     ] = 0,
     max_lora_rank: Annotated[
         int,
-        typer.Option("--max-lora-rank", min=0, help="Largest adapter rank (default 16 with slots)"),
+        typer.Option(
+            "--max-lora-rank",
+            min=0,
+            help="Largest adapter rank (default: 16 with slots, the largest stored adapter's "
+            "with --model-store)",
+        ),
     ] = 0,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Appliance configuration: plan its embedding engine (embedding_engine) and "
+            "the adapters of its model store too (only when given)",
+            show_default=False,
+        ),
+    ] = None,
+    model_store: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-store",
+            help="Model store whose adapters of this model the engine loads (default with "
+            "--config: its store); they get LoRA slots and go into the deploy values",
+        ),
+    ] = None,
 ) -> None:
     """Plan a model on GPUs: layout, memory per GPU, KV cache, concurrency, commands;
-    with --embedding-model, an embedding engine beside it."""
+    with --embedding-model, an embedding engine beside it; with --model-store, the
+    stored adapters of the model."""
     profile = find_profile(model, profiles_dir)
+    path = model_path or f"/models/{profile.name}"
+    # The plan depends on its arguments alone unless a configuration is named: an
+    # ./appliance.yaml lying around does not change the values an admin deploys.
+    settings = settings_from(config) if config is not None else None
+    embedding_served: str | None = None
+    if settings is not None and embedding_model is None and settings.embedding_engine_enabled:
+        embedding_model = settings.embedding_model_dir.name  # store directory = profile name
+        embedding_served = settings.embedding_engine.served_model_name
+        embedding_max_model_len = settings.embedding_engine.max_model_len
+    if model_store is not None and not model_store.is_dir():
+        raise ConfigurationError(f"--model-store {model_store} is not a directory")
+    store = model_store or (settings.model_store if settings is not None else None)
+    adapters = _stored_adapters(store, Path(path).name) if store is not None else []
+    if adapters and not max_loras:
+        max_loras, max_lora_rank = adapter_slots(adapters)
+    elif adapters and not max_lora_rank:
+        max_lora_rank = adapter_slots(adapters)[1]
     embedding: tuple[ModelProfile, EmbeddingRequest] | None = None
     if embedding_model is not None:
         embedding_profile = find_profile(embedding_model, profiles_dir)
@@ -169,6 +212,7 @@ def plan(
             embedding = embedding_profile, EmbeddingRequest(
                 model=embedding_profile.name, placement=embedding_placement.value,
                 gpus=embedding_gpus, max_model_len=embedding_max_model_len,
+                served_model_name=embedding_served,
             )  # fmt: skip
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
@@ -193,7 +237,6 @@ def plan(
         )
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc
-    path = model_path or f"/models/{profile.name}"
     try:
         if embedding is None:
             result = make_plan(profile, device, request)
@@ -214,15 +257,27 @@ def plan(
         return
     renderers = {
         Format.json: lambda: render_json(result),
-        Format.helm_values: lambda: _helm_values(result, path, bundle, image_registry),
-        Format.ansible_vars: lambda: render_ansible_vars(result, path),
+        Format.helm_values: lambda: _helm_values(result, path, adapters, bundle, image_registry),
+        Format.ansible_vars: lambda: render_ansible_vars(result, path, adapters=adapters),
     }
     _emit(renderers[output_format](), output)
 
 
-def _helm_values(plan: Plan, path: str, bundle: Path | None, registry: str) -> str:
+def _stored_adapters(store: Path, base: str) -> list[AdapterPin]:
+    """The store's adapters of ``base``, each verified against its manifest: the deploy
+    values pin the manifest's sha256, so it must be one that holds."""
+    pins = []
+    for adapter in list_adapters(store, base):
+        verify_adapter(adapter)
+        pins.append(AdapterPin(adapter.name, adapter.rank, adapter.manifest_sha256))
+    return pins
+
+
+def _helm_values(
+    plan: Plan, path: str, adapters: list[AdapterPin], bundle: Path | None, registry: str
+) -> str:
     """The planner's values; with a bundle, its image digests merged in."""
-    text = render_helm_values(plan, path)
+    text = render_helm_values(plan, path, adapters=adapters)
     if bundle is None:
         return text
     try:

@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import shlex
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,15 @@ from appliance.planner.capacity import Plan, PlanRefused
 from appliance.planner.commands import NodeCommand, core_args
 from appliance.planner.memory import GIB
 from appliance.planner.profiles import ENGINE_CHAT_TEMPLATE_DIR, read_chat_template
+from appliance.planner.serving_values import (
+    AdapterPin,
+    ansible_adapters,
+    ansible_embedding_engine,
+    embedding_notes,
+    helm_adapters,
+    helm_embedding_engine,
+    without_lora_flags,
+)
 
 __all__ = [
     "PLAN_SCHEMA",
@@ -58,6 +68,13 @@ def serve_args(plan: Plan, command: NodeCommand) -> list[str]:
         gpu_memory_utilization=utilization,
     )
     return ["--served-model-name", plan.served_model_name, *core, *command.extra_args]
+
+
+def _node_args(plan: Plan, command: NodeCommand, lora_in_values: bool) -> list[str]:
+    """A node's flags; without the LoRA slot flags where the deploy values carry the
+    slots (the chart and the role then add them, once)."""
+    args = serve_args(plan, command)
+    return without_lora_flags(args) if lora_in_values else args
 
 
 def serve_command(plan: Plan, command: NodeCommand, model_path: str) -> str:
@@ -226,11 +243,20 @@ def chat_templates(plan: Plan, profiles_dir: Path | None = None) -> dict[str, st
     return {name: read_chat_template(name, profiles_dir) for name in sorted(names)}
 
 
-def render_helm_values(plan: Plan, model_path: str, *, profiles_dir: Path | None = None) -> str:
+def render_helm_values(
+    plan: Plan,
+    model_path: str,
+    *,
+    profiles_dir: Path | None = None,
+    adapters: Sequence[AdapterPin] = (),
+) -> str:
     """Values for the appliance chart's engine (LeaderWorkerSet: one leader per group,
     ``nodes - 1`` workers). The chat templates the plan names travel as
-    ``engine.chatTemplates`` (a ConfigMap mounted into the engine pods)."""
+    ``engine.chatTemplates`` (a ConfigMap mounted into the engine pods); LoRA slots and
+    ``adapters`` as ``engine.adapters``, the embedding engine as ``embeddingEngine``
+    (serving_values.py)."""
     head = plan.command("head")
+    lora = helm_adapters(plan, adapters)
     engine: dict[str, Any] = {
         "model": {
             "name": plan.model,
@@ -251,7 +277,10 @@ def render_helm_values(plan: Plan, model_path: str, *, profiles_dir: Path | None
         "maxModelLen": plan.max_model_len,
         "kvCacheDtype": plan.kv_cache_dtype,
         "gpuMemoryUtilization": plan.gpu_memory_utilization,
-        "leader": {"args": serve_args(plan, head), "env": dict(sorted(head.env.items()))},
+        "leader": {
+            "args": _node_args(plan, head, lora is not None),
+            "env": dict(sorted(head.env.items())),
+        },
         "startupProbe": {"failureThreshold": _startup_budget(plan) // 10, "periodSeconds": 10},
     }
     if templates := chat_templates(plan, profiles_dir):
@@ -260,9 +289,11 @@ def render_helm_values(plan: Plan, model_path: str, *, profiles_dir: Path | None
         worker = plan.command("worker")
         engine["worker"] = {
             "replicas": plan.nodes - 1,
-            "args": serve_args(plan, worker),
+            "args": _node_args(plan, worker, lora is not None),
             "env": dict(sorted(worker.env.items())),
         }
+    if lora is not None:
+        engine["adapters"] = lora
     shm_gib = _SHM_GIB[plan.device]
     engine["shmSize"] = f"{shm_gib}Gi"
     if plan.device == "gpu":
@@ -280,7 +311,11 @@ def render_helm_values(plan: Plan, model_path: str, *, profiles_dir: Path | None
                 "# engine.rdma.runAsRoot: true (IPC_LOCK and SYS_RAWIO work only for root;\n"
                 "# docs/helm.md, RDMA fabric and wide EP)\n"
             )
-    return header + _yaml({"engine": engine})
+    values: dict[str, Any] = {"engine": engine}
+    if (embedding := helm_embedding_engine(plan, model_path)) is not None:
+        values["embeddingEngine"] = embedding
+    header += "".join(f"# {line}\n" for line in embedding_notes(plan, kubernetes=True))
+    return header + _yaml(values)
 
 
 def _gpu_pod_resources(plan: Plan, shm_gib: int) -> dict[str, Any]:
@@ -296,10 +331,18 @@ def _gpu_pod_resources(plan: Plan, shm_gib: int) -> dict[str, Any]:
     }
 
 
-def render_ansible_vars(plan: Plan, model_path: str, *, profiles_dir: Path | None = None) -> str:
+def render_ansible_vars(
+    plan: Plan,
+    model_path: str,
+    *,
+    profiles_dir: Path | None = None,
+    adapters: Sequence[AdapterPin] = (),
+) -> str:
     """Variables for the ``appliance_engine`` role (per-node args by node rank). The chat
     templates the plan names travel as ``appliance_engine_chat_templates`` (the role writes
-    them where ``--chat-template`` points)."""
+    them where ``--chat-template`` points); LoRA slots, ``adapters`` and the embedding
+    engine as the role's own variables (serving_values.py)."""
+    lora = ansible_adapters(plan, adapters)
     data: dict[str, Any] = {
         "appliance_engine_model_name": plan.model,
         "appliance_engine_served_model_name": plan.served_model_name,
@@ -316,7 +359,7 @@ def render_ansible_vars(plan: Plan, model_path: str, *, profiles_dir: Path | Non
         "appliance_engine_gpu_memory_utilization": plan.gpu_memory_utilization,
         "appliance_engine_startup_timeout_s": _startup_budget(plan),
         "appliance_engine_node_args": {
-            command.node_rank: serve_args(plan, command) for command in plan.commands
+            command.node_rank: _node_args(plan, command, bool(lora)) for command in plan.commands
         },
         "appliance_engine_env": dict(sorted(plan.command("head").env.items())),
     }
@@ -327,4 +370,6 @@ def render_ansible_vars(plan: Plan, model_path: str, *, profiles_dir: Path | Non
     data["appliance_engine_chat_templates"] = {
         name: f"{_ANSIBLE_RAW_START}{text}{_ANSIBLE_RAW_END}" for name, text in templates.items()
     }
-    return "---\n" + _yaml(data)
+    data |= lora | ansible_embedding_engine(plan, model_path)
+    notes = "".join(f"# {line}\n" for line in embedding_notes(plan, kubernetes=False))
+    return "---\n" + notes + _yaml(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -158,3 +159,85 @@ def test_lora_slots_in_the_plan_and_refused_when_too_many() -> None:
     assert refused.exit_code != 0 and "LoRA slots" in refused.output
     bad = runner.invoke(app, [*args, "--max-loras", "1", "--max-lora-rank", "1024"])
     assert bad.exit_code != 0 and "above vLLM's largest" in str(bad.exception)
+
+
+_DEV_CPU = ["plan", "-m", "smollm2-135m-instruct", "--gpu", "cpu", "--gpus-per-node", "1"]
+
+
+def _store_with_adapter(tmp_path: Path, rank: int = 8) -> Path:
+    from appliance.adapters import import_adapter
+    from tests.support.fake_adapters import DEV_BASE, write_adapter, write_base
+
+    store = tmp_path / "data" / "models"
+    write_base(store)
+    import_adapter(write_adapter(tmp_path / "src", rank=rank), store, "legal-v1",
+                   base=DEV_BASE, teams=["legal"], trust_source=True)  # fmt: skip
+    return store
+
+
+def test_stored_adapters_get_slots_and_are_pinned_in_the_values(tmp_path: Path) -> None:
+    from appliance.adapters import list_adapters
+
+    store = _store_with_adapter(tmp_path, rank=12)
+    (stored,) = list_adapters(store)
+    args = [*_DEV_CPU, "--model-store", str(store)]
+    plan = json.loads(runner.invoke(app, [*args, "-f", "json"]).stdout)
+    # No --max-loras: the slots the engine would take for them, in the memory.
+    assert (plan["request"]["max_loras"], plan["request"]["max_lora_rank"]) == (1, 12)
+    assert plan["memory"]["lora_bytes"] > 0
+    result = runner.invoke(app, [*args, "-f", "helm-values"])
+    assert result.exit_code == 0, result.output
+    engine = yaml.safe_load(result.stdout)["engine"]
+    assert engine["adapters"]["modules"] == [
+        {"name": "legal-v1", "rank": 12, "manifestSha256": stored.manifest_sha256}
+    ]
+    # 12 rounded up to a rank vLLM accepts, as the memory was planned.
+    assert (engine["adapters"]["maxLoras"], engine["adapters"]["maxLoraRank"]) == (1, 16)
+    assert "--enable-lora" not in engine["leader"]["args"]
+    ansible = yaml.safe_load(runner.invoke(app, [*args, "-f", "ansible-vars"]).stdout)
+    assert ansible["appliance_adapters"][0]["manifest_sha256"] == stored.manifest_sha256
+    small = runner.invoke(app, [*args, "--max-loras", "2", "--max-lora-rank", "8",
+                                "-f", "helm-values"])  # fmt: skip
+    assert small.exit_code != 0 and "--max-lora-rank 12" in str(small.exception)
+
+
+def test_an_adapter_that_fails_its_manifest_is_not_pinned(tmp_path: Path) -> None:
+    from appliance.adapters import list_adapters
+
+    store = _store_with_adapter(tmp_path)
+    (stored,) = list_adapters(store)
+    (stored.path / "adapter_config.json").write_text("{}", encoding="utf-8")
+    from appliance.errors import ManifestError
+
+    result = runner.invoke(app, [*_DEV_CPU, "--model-store", str(store), "-f", "helm-values"])
+    assert result.exit_code != 0 and isinstance(result.exception, ManifestError)
+    missing = runner.invoke(app, [*_DEV_CPU, "--model-store", str(tmp_path / "nowhere")])
+    assert missing.exit_code != 0 and "not a directory" in str(missing.exception)
+    assert "manifestSha256" not in result.stdout
+
+
+def test_the_configuration_asks_for_the_embedding_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store_with_adapter(tmp_path)
+    config = tmp_path / "appliance.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"),
+        "embedding_engine": {"served_model_name": "dev-embed", "max_model_len": 256},
+    }), encoding="utf-8")  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # ./appliance.yaml alone changes nothing: -c names it
+    plain = yaml.safe_load(runner.invoke(app, [*_DEV_CPU, "-f", "helm-values"]).stdout)
+    assert "embeddingEngine" not in plain and "adapters" not in plain["engine"]
+    result = runner.invoke(app, [*_DEV_CPU, "-c", str(config), "-f", "helm-values"])
+    assert result.exit_code == 0, result.output
+    values = yaml.safe_load(result.stdout)
+    embedding = values["embeddingEngine"]
+    assert embedding["model"]["servedModelName"] == "dev-embed"
+    assert embedding["maxModelLen"] == 256
+    assert [m["name"] for m in values["engine"]["adapters"]["modules"]] == ["legal-v1"]
+    assert store == tmp_path / "data" / "models"
+    off = yaml.safe_load(config.read_text(encoding="utf-8"))
+    off["embedding_engine"]["enabled"] = False
+    config.write_text(yaml.safe_dump(off), encoding="utf-8")
+    result = runner.invoke(app, [*_DEV_CPU, "-c", str(config), "-f", "helm-values"])
+    assert "embeddingEngine" not in yaml.safe_load(result.stdout)
