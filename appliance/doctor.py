@@ -200,7 +200,7 @@ def provider_findings(settings: Settings, *, resolve: Resolver = system_resolver
     found: list[Finding] = []
     for p in providers:
         egress = p.egress
-        opened = ", ".join(egress.opened_cidrs) + f" on {egress.port}/tcp"
+        opened = ", ".join(egress.opened_cidrs) + f" on {p.egress_port}/tcp"
         way = f"via proxy {egress.proxy_url} ({opened})" if egress.proxy_url else opened
         roles = f", roles {', '.join(p.roles)}" if p.roles else ""
         found.append(Finding("warn", (

@@ -10,6 +10,10 @@ archive as one CEF line or one OCSF JSON event per record (the forwarder's rende
 :mod:`appliance.audit.siem_cef`, :mod:`appliance.audit.siem_ocsf`), for a WORM archive
 or a SIEM's bulk import. Each carries its log index and leaf hash, so a line can be matched
 against ``records.jsonl`` and its proof; never the content, even with ``--reveal``.
+
+With ``egress`` only the range's external-call records go in (issue #17,
+:mod:`appliance.audit.egress_report`), with their summary as ``egress_summary.json``:
+what the regulator asks for, proved like any other bundle.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from appliance.audit.access import Actor, decrypt_entry, record_act, require_reason
 from appliance.audit.checkpoint import verify_checkpoint
+from appliance.audit.egress_report import is_external, summarise
 from appliance.audit.key_history import read_key_history
 from appliance.audit.log import AuditLog
 from appliance.audit.merkle import MerkleTree
@@ -34,10 +39,11 @@ from appliance.audit.siem_cef import cef_line
 from appliance.audit.siem_ocsf import OCSF_VERSION, ocsf_json
 from appliance.errors import InvalidRequest, VerificationError
 
-__all__ = ["SIEM_FILES", "ExportResult", "export_bundle", "siem_line"]
+__all__ = ["EGRESS_SUMMARY_FILE", "SIEM_FILES", "ExportResult", "export_bundle", "siem_line"]
 
 # The archive member holding the SIEM rendering, by format.
 SIEM_FILES = {"cef": "events.cef", "ocsf": "events.ocsf.jsonl"}
+EGRESS_SUMMARY_FILE = "egress_summary.json"
 
 VERIFIER_SOURCE = Path(__file__).with_name("bundle_verifier.py")
 
@@ -56,6 +62,8 @@ manifest.json      origin, time range, counts
 verify_bundle.py   the standalone verifier: python verify_bundle.py THIS.zip --key KEY
 events.cef         (with --format cef) the same records' metadata, one CEF line each
 events.ocsf.jsonl  (with --format ocsf) the same as OCSF 1.8.0 API Activity events
+egress_summary.json (with --egress: records.jsonl then holds only calls to external
+                   providers) what left per team and provider, from those records
 
 Compare public_key.txt with the key you hold independently (pass it with --key), and
 checkpoint.txt with checkpoints a witness kept: a bundle can only prove what its key
@@ -95,9 +103,11 @@ def export_bundle(
     actor: Actor,
     reveal_reason: str | None = None,
     siem: tuple[str, SiemOptions] | None = None,
+    egress: bool = False,
 ) -> ExportResult:
     """Write the bundle, with ``siem`` (format, options) also its records' metadata in
-    that SIEM format; the export (and a reveal, with its reason) is recorded first."""
+    that SIEM format, with ``egress`` only external-call records and their summary; the
+    export (and a reveal, with its reason) is recorded first."""
     if siem is not None and siem[0] not in SIEM_FILES:
         raise InvalidRequest(f"unknown export format {siem[0]!r}: bundle, cef or ocsf")
     if reveal_reason is not None:
@@ -109,6 +119,8 @@ def export_bundle(
     }
     if siem is not None:
         details["format"] = siem[0]
+    if egress:
+        details["egress"] = True
     if reveal_reason is not None:
         details["reason"] = reveal_reason
     record_act(log, actor, AuditEvent.AUDIT_EXPORT, details, path="audit export")
@@ -122,6 +134,7 @@ def export_bundle(
         raise VerificationError("stored leaves do not match the latest checkpoint; run verify")
     lines: list[str] = []
     events: list[str] = []
+    exported: list[SealedEntry] = []
     for page in log.store.iter_pages():
         selected = [
             s
@@ -129,6 +142,7 @@ def export_bundle(
             if s.entry.index < signed.size
             and (since is None or s.entry.record.recorded_at >= since)
             and (until is None or s.entry.record.recorded_at < until)
+            and (not egress or is_external(s.entry.record))
         ]
         if not selected:
             continue
@@ -147,6 +161,8 @@ def export_bundle(
                 item["content"] = content
                 item["content_status"] = status
             lines.append(json.dumps(item, ensure_ascii=False, sort_keys=True))
+            if egress:
+                exported.append(entry)
             if siem is not None:
                 events.append(siem_line(siem[0], entry, siem[1]))
     earlier = []
@@ -166,6 +182,8 @@ def export_bundle(
         "tree_size": signed.size,
         "revealed": reveal_reason is not None,
     }
+    if egress:
+        manifest["egress_summary"] = EGRESS_SUMMARY_FILE
     siem_file = SIEM_FILES[siem[0]] if siem is not None else None
     if siem is not None:
         manifest["siem_events"] = {
@@ -187,4 +205,8 @@ def export_bundle(
         archive.writestr("README.txt", README)
         if siem_file is not None:
             archive.writestr(siem_file, "\n".join(events) + ("\n" if events else ""))
+        if egress:
+            summary = summarise(entry.record for entry in exported).as_dict()
+            summary |= {"from": details["from"], "to": details["to"]}
+            archive.writestr(EGRESS_SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return ExportResult(out, len(lines), signed.size, reveal_reason is not None, siem_file)

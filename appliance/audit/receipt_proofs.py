@@ -20,6 +20,9 @@ from appliance.errors import InvalidRequest, ModelNotFound, PermissionDenied
 
 __all__ = ["receipt_pair", "receipt_proof"]
 
+# The record an answer answers: in-house, or sent to an external provider (issue #17).
+_REQUEST_EVENTS = (AuditEvent.REQUEST, AuditEvent.EGRESS_REQUEST)
+
 # Callers choose their own request ids (X-Request-Id), so one id may name several
 # requests; the proof looks at this many records with it.
 _MAX_RECORDS = 1000
@@ -45,7 +48,7 @@ def receipt_pair(
             (
                 e
                 for e in reversed(entries[:position])
-                if e.record.event is AuditEvent.REQUEST and e.record.subject == done.record.subject
+                if e.record.event in _REQUEST_EVENTS and e.record.subject == done.record.subject
             ),
             None,
         )

@@ -44,6 +44,10 @@ class AuditEvent(StrEnum):
     # Written before the request reaches an engine; if it cannot be written the request
     # is refused with 503 (fail closed).
     REQUEST = "inference.request"
+    # Written before a request leaves for an external provider (issue #17): its metadata
+    # holds the egress decision, its sealed content what is sent. The answer's record is
+    # an ordinary COMPLETION.
+    EGRESS_REQUEST = "egress.request"
     # Written when the answer is complete, failed or abandoned.
     COMPLETION = "inference.completion"
     # A request refused before any engine saw it (auth, policy, validation).

@@ -79,6 +79,7 @@ def level_of(event: str, outcome: str, path: str) -> Level:
 
 _NAMES: dict[tuple[str, str], str] = {
     (AuditEvent.REQUEST, Outcome.ACCEPTED): "LLM request accepted",
+    (AuditEvent.EGRESS_REQUEST, Outcome.ACCEPTED): "LLM request sent to an external provider",
     (AuditEvent.COMPLETION, Outcome.OK): "LLM answer served",
     (AuditEvent.COMPLETION, Outcome.UPSTREAM_ERROR): "LLM request failed at the engine",
     (AuditEvent.COMPLETION, Outcome.CLIENT_DISCONNECTED): "LLM answer abandoned by the client",

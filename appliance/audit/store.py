@@ -188,6 +188,23 @@ def _checkpoint(mapping: Any) -> StoredCheckpoint:
     )
 
 
+def _filtered(where: SearchFilter) -> Select[Any]:
+    """``SELECT`` of the rows matching ``where``'s fields (not its limit)."""
+    columns = audit_log.c
+    query = select(audit_log)
+    for name in ("subject", "username", "team", "model", "event", "outcome", "request_id"):
+        value = getattr(where, name)
+        if value is not None:
+            query = query.where(columns[name] == value)
+    if where.since is not None:
+        query = query.where(columns.recorded_at >= where.since.astimezone(UTC))
+    if where.until is not None:
+        query = query.where(columns.recorded_at < where.until.astimezone(UTC))
+    if where.denials_only:
+        query = query.where(columns.outcome == Outcome.DENIED.value)
+    return query
+
+
 class SqlAuditStore:
     def __init__(self, engine: Engine):
         self._engine = engine
@@ -343,21 +360,28 @@ class SqlAuditStore:
         return _stored(row._mapping) if row is not None else None
 
     def search(self, where: SearchFilter) -> list[StoredEntry]:
-        columns = audit_log.c
-        query = select(audit_log)
-        for name in ("subject", "username", "team", "model", "event", "outcome", "request_id"):
-            value = getattr(where, name)
-            if value is not None:
-                query = query.where(columns[name] == value)
-        if where.since is not None:
-            query = query.where(columns.recorded_at >= where.since.astimezone(UTC))
-        if where.until is not None:
-            query = query.where(columns.recorded_at < where.until.astimezone(UTC))
-        if where.denials_only:
-            query = query.where(columns.outcome == Outcome.DENIED.value)
-        query = query.order_by(columns.idx).limit(where.limit)
+        query = _filtered(where).order_by(audit_log.c.idx).limit(where.limit)
         with self._engine.connect() as connection:
             return [_stored(row._mapping) for row in connection.execute(query)]
+
+    def iter_search(
+        self, where: SearchFilter, *, events: Sequence[str] = (), batch: int = 5000
+    ) -> Iterator[list[StoredEntry]]:
+        """Every row :meth:`search` would find were there no limit, and whose event is
+        one of ``events`` (any if empty), in index order, a page at a time."""
+        base = _filtered(where)
+        if events:
+            base = base.where(audit_log.c.event.in_(list(events)))
+        position = 0
+        while True:
+            query = base.where(audit_log.c.idx >= position).order_by(audit_log.c.idx)
+            with self._engine.connect() as connection:
+                rows = connection.execute(query.limit(batch)).all()
+            if rows:
+                yield [_stored(row._mapping) for row in rows]
+            if len(rows) < batch:
+                return
+            position = int(rows[-1]._mapping["idx"]) + 1
 
     def envelope(self, index: int) -> bytes | None:
         with self._engine.connect() as connection:

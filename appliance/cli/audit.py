@@ -309,11 +309,20 @@ def export(
         bool, typer.Option("--reveal", help="Decrypt content into the bundle (needs --reason)")
     ] = False,
     reason: Annotated[str | None, typer.Option(help="Why (required with --reveal)")] = None,
+    egress: Annotated[
+        bool,
+        typer.Option(
+            "--egress",
+            help="Only calls to external providers, with what left per team and provider "
+            "in egress_summary.json",
+        ),
+    ] = False,
     actor: ActorOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Write an evidence bundle that verifies with its own standalone verifier; with
-    --format cef|ocsf also the records' metadata for a SIEM or WORM archive."""
+    --format cef|ocsf also the records' metadata for a SIEM or WORM archive; with
+    --egress only the external calls and their summary."""
     if reveal_content and not reason:
         raise InvalidRequest("--reveal needs --reason")
     settings = settings_from(config)
@@ -322,11 +331,13 @@ def export(
         result = export_bundle(
             log, out, since=_time(since, "--from"), until=_time(until, "--to"),
             actor=_actor(actor), reveal_reason=reason if reveal_content else None, siem=siem,
+            egress=egress,
         )  # fmt: skip
     console.print(
         f"wrote {result.path}: {result.records} records, proofs against tree size "
         f"{result.tree_size}{' (content revealed)' if result.revealed else ''}"
-        f"{f'; metadata as {fmt.value} in {result.siem_file}' if result.siem_file else ''}",
+        f"{f'; metadata as {fmt.value} in {result.siem_file}' if result.siem_file else ''}"
+        f"{'; external calls only, summary in egress_summary.json' if egress else ''}",
         highlight=False,
     )
 

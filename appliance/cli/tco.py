@@ -7,7 +7,6 @@ import enum
 import getpass
 import json
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -24,20 +23,18 @@ from appliance.errors import ConfigurationError
 from appliance.planner import plan_from_dict
 from appliance.tco import (
     Hardware,
-    Throughput,
     Usage,
     compare,
-    missing_settings,
+    configured_hardware,
+    missing_inputs,
     month_bounds,
     month_usage,
     render_json,
     render_table,
+    throughput_of,
 )
 
 __all__ = ["Format", "tco"]
-
-
-_THROUGHPUT_KEYS = ("prefill_tokens_per_s", "decode_tokens_per_s")
 
 
 class Format(enum.StrEnum):
@@ -46,32 +43,17 @@ class Format(enum.StrEnum):
 
 
 def _hardware(settings: Settings, plan_file: Path | None) -> Hardware:
-    if plan_file is not None:
-        try:
-            data = json.loads(plan_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"--plan {plan_file}: not a readable plan ({exc})") from exc
-        plan = plan_from_dict(data)
-        return Hardware(
-            nodes=plan.nodes,
-            gpus_per_node=plan.gpus_per_node,
-            source=f"plan {plan_file.name}: {plan.display_name} on {plan.gpu_name}",
-        )
-    nodes = settings.tco.nodes
-    if nodes is None:  # reported by missing_settings first
-        raise ConfigurationError("tco.nodes is not set (or give --plan)")
-    return Hardware(nodes=nodes, gpus_per_node=settings.tco.gpus_per_node, source="appliance.yaml")
-
-
-def _throughput(settings: Settings) -> Throughput | None:
-    tco = settings.tco
-    if tco.prefill_tokens_per_s is None or tco.decode_tokens_per_s is None:
-        return None
-    return Throughput(
-        prefill_tokens_per_s=Decimal(str(tco.prefill_tokens_per_s)),
-        decode_tokens_per_s=Decimal(str(tco.decode_tokens_per_s)),
-        source="appliance.yaml (tco.prefill_tokens_per_s, tco.decode_tokens_per_s: measured "
-        "by the site; the planner states no throughput)",
+    if plan_file is None:
+        return configured_hardware(settings.tco)
+    try:
+        data = json.loads(plan_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"--plan {plan_file}: not a readable plan ({exc})") from exc
+    plan = plan_from_dict(data)
+    return Hardware(
+        nodes=plan.nodes,
+        gpus_per_node=plan.gpus_per_node,
+        source=f"plan {plan_file.name}: {plan.display_name} on {plan.gpu_name}",
     )
 
 
@@ -115,18 +97,13 @@ def tco(
             month_bounds(month)
         except ValueError as exc:
             raise ConfigurationError(f"--month: expected YYYY-MM, got {month!r}") from exc
-    missing = missing_settings(settings.tco, hardware_known=plan_file is not None)
-    throughput = _throughput(settings)
-    stated = {key: getattr(settings.tco, key) for key in _THROUGHPUT_KEYS}
-    if any(value is not None for value in stated.values()):
-        missing += [f"tco.{key}" for key, value in stated.items() if value is None]
-    if throughput is not None and settings.tco.utilisation is None:
-        missing.append("tco.utilisation")
+    missing = missing_inputs(settings.tco, hardware_known=plan_file is not None)
     if missing:
         raise ConfigurationError(
             "appliance tco needs, in appliance.yaml: " + ", ".join(missing) + " (docs/tco.md)"
         )
     hardware = _hardware(settings, plan_file)
+    throughput = throughput_of(settings.tco)
     usage = None
     if not no_usage:
         usage = _usage(settings, month or datetime.now(UTC).strftime("%Y-%m"))

@@ -9,7 +9,7 @@ builds one :class:`Scanner` from configuration at start-up, then per request::
     send(result.value)                 # placeholders instead of values
     answer = reidentify(text, result.mapping)   # or StreamingReidentifier per choice
 
-Routing to external providers is not wired yet; see docs/egress.md.
+The gateway uses it for external providers: appliance.gateway.egress_call, docs/egress.md.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from appliance.config import Settings
 from appliance.db.engine import create_db_engine
 from appliance.gateway.adapter_control import AdapterSync
 from appliance.gateway.adapter_models import load_adapter_catalog
+from appliance.gateway.egress_wiring import build_egress
 from appliance.gateway.errors import install_error_handlers
 from appliance.gateway.middleware import (
     HeaderLimitMiddleware,
@@ -132,6 +133,7 @@ def create_app(
             ),
             telemetry=telemetry,
             adapters=await anyio.to_thread.run_sync(load_adapter_catalog, settings),
+            egress=await anyio.to_thread.run_sync(build_egress, settings),
         )
         keycloak = None
         if settings.oidc.enabled:
@@ -161,6 +163,8 @@ def create_app(
             await upstream.aclose()
             if app.state.services.limiter is not None:
                 await app.state.services.limiter.store.aclose()
+            if app.state.services.egress is not None:
+                await app.state.services.egress.aclose()
             telemetry.shutdown()
             database.dispose()
 

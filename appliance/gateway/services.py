@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -21,6 +22,9 @@ from appliance.identity.oidc import OidcVerifier
 from appliance.identity.sessions import SessionStore
 from appliance.limits import Limiter
 from appliance.telemetry import Telemetry
+
+if TYPE_CHECKING:  # egress_call reaches back here through the audit helpers
+    from appliance.gateway.egress_call import EgressServices
 
 __all__ = ["GatewayServices", "utc_now"]
 
@@ -52,6 +56,8 @@ class GatewayServices:
     # Adapter directories verified against their manifests, by path: the files' names,
     # sizes and mtimes then (appliance.gateway.adapter_control re-verifies on change).
     adapter_verified: dict[str, object] = field(default_factory=dict)
+    # External providers (settings.external_providers); None when none is declared.
+    egress: EgressServices | None = None
 
     @cached_property
     def json_limits(self) -> JsonLimits:

@@ -44,7 +44,7 @@ from appliance.gateway.sse import (
     parse_event_json,
     usage_of,
 )
-from appliance.gateway.upstream import EngineResponse
+from appliance.gateway.upstream import UpstreamAnswer
 
 __all__ = [
     "ChatEvents",
@@ -124,7 +124,7 @@ class StreamRelay:
 
     def __init__(
         self,
-        response: EngineResponse,
+        response: UpstreamAnswer,
         *,
         model: str,
         strip_usage_chunk: bool,

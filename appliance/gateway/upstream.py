@@ -15,8 +15,8 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -35,6 +35,7 @@ from appliance.gateway.routing import affinity_key, resolve_model
 __all__ = [
     "EngineResponse",
     "Upstream",
+    "UpstreamAnswer",
     "engine_ssl_context",
     "map_upstream_exceptions",
     "upstream_status_error",
@@ -116,17 +117,41 @@ _CONTROL_TIMEOUT = aiohttp.ClientTimeout(total=120.0)
 _BEFORE_ANSWER = (*_UNREACHABLE, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
+class UpstreamAnswer(Protocol):
+    """What the relay reads an answer through: an engine's (:class:`EngineResponse`) or
+    an external provider's, re-identified (:mod:`appliance.gateway.egress_call`)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def aread(self) -> bytes: ...
+
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class EngineResponse:
     """An engine's answer, open until :meth:`aclose`: status, headers, then the body,
     read whole or chunk by chunk as it arrives. Errors while reading are
     :class:`~appliance.errors.ApplianceError` (mapped here, not by callers)."""
 
     def __init__(
-        self, response: aiohttp.ClientResponse, *, model: str, on_close: Callable[[], None]
+        self,
+        response: aiohttp.ClientResponse,
+        *,
+        model: str,
+        on_close: Callable[[], None],
+        errors: Callable[[], AbstractContextManager[None]] | None = None,
     ) -> None:
         self._response = response
         self._model = model
         self._on_close: Callable[[], None] | None = on_close
+        # How a failure while reading is told: the engine's (default) or a provider's.
+        self._errors = errors or (lambda: map_upstream_exceptions(model))
 
     @property
     def status_code(self) -> int:
@@ -137,12 +162,12 @@ class EngineResponse:
         return self._response.headers
 
     async def aread(self) -> bytes:
-        with map_upstream_exceptions(self._model):
+        with self._errors():
             return await self._response.read()
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive, with no re-chunking."""
-        with map_upstream_exceptions(self._model):
+        with self._errors():
             async for chunk in self._response.content.iter_any():
                 yield chunk
 

@@ -3,8 +3,8 @@
 Empty by default: nothing leaves. Each entry declares where the provider is, how the
 gateway finds its key (a file or an existing Kubernetes Secret, never the key itself),
 the highest classification it may receive, who may use it, what it costs and what egress
-the deploy paths open for it (destination CIDRs on 443, or an egress proxy). Routing
-requests to these providers is not wired yet (docs/egress.md).
+the deploy paths open for it (destination CIDRs on the base URL's port, or an egress
+proxy). The gateway relays requests to them (docs/egress.md, docs/hybrid.md).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from appliance.settings.egress_policy import ProviderPolicy
 
 __all__ = [
     "INLINE_CREDENTIAL_KEYS",
+    "PROVIDER_SECRETS_DIR",
     "ProviderCredential",
     "ProviderEgress",
     "ProviderSettings",
@@ -43,6 +44,9 @@ _NAME = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
 _K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 _DATA_KEY = r"^[-._a-zA-Z0-9]{1,253}$"  # a key of a Secret's data map
 _PORT = re.compile(r":(\d+)$")
+# Where the chart mounts each Secret a credential names, one directory per Secret
+# (helm/appliance/templates/gateway/_pod.tpl): the key is the file <dir>/<name>/<key>.
+PROVIDER_SECRETS_DIR = Path("/var/run/appliance/provider-secrets")
 
 
 def _refuse_inline(data: Any, where: str) -> None:
@@ -54,7 +58,8 @@ def _refuse_inline(data: Any, where: str) -> None:
 
 class ProviderCredential(Section):
     """Where the provider's API key is: ``secret_file`` (one line, the key) or an
-    existing Kubernetes Secret (``secret_name`` and ``secret_key``). Never the key."""
+    existing Kubernetes Secret (``secret_name`` and ``secret_key``), which the chart
+    mounts at /var/run/appliance/provider-secrets/<secret_name>. Never the key."""
 
     secret_file: Path | None = Field(
         default=None, description="File holding the API key (the secrets directory)"
@@ -91,6 +96,14 @@ class ProviderCredential(Section):
             )
         return self
 
+    def file(self) -> Path:
+        """The file the gateway reads the key from: ``secret_file``, or the Secret's key
+        as the chart mounts it, ``PROVIDER_SECRETS_DIR/<secret_name>/<secret_key>``."""
+        if self.secret_file is not None:
+            return self.secret_file
+        # Both set when secret_file is not: checked by _one_source.
+        return PROVIDER_SECRETS_DIR / str(self.secret_name) / str(self.secret_key)
+
 
 def _cidr(value: str, key: str) -> str:
     try:
@@ -106,11 +119,13 @@ def _cidr(value: str, key: str) -> str:
 
 class ProviderEgress(Section):
     """What the deploy paths open for this provider, from the gateway only: ``cidrs``
-    (the provider's address ranges, TCP 443) or ``proxy_url`` with ``proxy_cidrs`` (the
-    egress proxy's addresses, on the proxy's port)."""
+    (the provider's address ranges, on the base URL's port) or ``proxy_url`` with
+    ``proxy_cidrs`` (the egress proxy's addresses, on the proxy's port). The port itself
+    is ``ProviderSettings.egress_port``."""
 
     cidrs: list[str] = Field(
-        default_factory=list, description="Provider address ranges opened on TCP 443"
+        default_factory=list,
+        description="Provider address ranges, opened on the base_url's port (443 by default)",
     )
     proxy_url: str | None = Field(
         default=None, description="Egress proxy, http(s)://host:port (the port is required)"
@@ -140,7 +155,7 @@ class ProviderEgress(Section):
         if parts.username or parts.password:
             raise ValueError(f"egress.proxy_url: {_INLINE_HINT}")
         try:
-            has_port = parts.port is not None
+            has_port = bool(parts.port)  # None (no port) and 0 are refused alike
         except ValueError:  # not a number, or above 65535
             has_port = False
         if not has_port or not _PORT.search(parts.netloc):
@@ -167,14 +182,6 @@ class ProviderEgress(Section):
         return self
 
     @property
-    def port(self) -> int:
-        """The TCP port opened: 443 to the provider, or the proxy's."""
-        if self.proxy_url is None:
-            return 443
-        port = urlsplit(self.proxy_url).port  # present: checked by _proxy_url
-        return 443 if port is None else port
-
-    @property
     def opened_cidrs(self) -> list[str]:
         """The address ranges opened: the provider's, or the proxy's."""
         return self.proxy_cidrs if self.proxy_url else self.cidrs
@@ -184,7 +191,8 @@ class ProviderSettings(Section):
     """One external provider (an OpenAI-compatible API). Base URL shapes:
     OpenAI ``https://api.openai.com/v1``; Azure OpenAI
     ``https://<resource>.openai.azure.com/openai/v1``; Anthropic's OpenAI-compatible
-    endpoint ``https://api.anthropic.com/v1``."""
+    endpoint ``https://api.anthropic.com/v1``. A provider on another port names it
+    (``https://llm.partner.example:8443/v1``); the deploy paths open that port."""
 
     name: str = Field(pattern=_NAME, description="Provider name (lower case, digits, dashes)")
     kind: Literal["openai-compatible"] = Field(
@@ -192,8 +200,16 @@ class ProviderSettings(Section):
         description="API shape; covers OpenAI, Azure OpenAI (v1 API) and Anthropic's "
         "OpenAI-compatible endpoint",
     )
-    base_url: str = Field(description="https:// base URL of the API (port 443)")
+    base_url: str = Field(
+        description="https:// base URL of the API; port 443 unless it names another"
+    )
     credential: ProviderCredential
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM bundle of the CAs that verify the provider's TLS certificate "
+        "(a private endpoint, a TLS-inspecting egress proxy); absolute path, mounted by the "
+        "admin; null: the system CAs",
+    )
     max_classification: Literal["public", "internal", "confidential", "restricted"] = Field(
         description="The highest data classification this provider may receive"
     )
@@ -237,14 +253,25 @@ class ProviderSettings(Section):
             raise ValueError(f"base_url: must be an https:// URL, got {value!r}")
         if parts.username or parts.password:
             raise ValueError(f"base_url: {_INLINE_HINT}")
-        if parts.port not in (None, 443):
-            raise ValueError(f"base_url: must use port 443 (the port egress opens), got {value!r}")
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or above 65535
+            port = 0
+        if port == 0 or parts.netloc.endswith(":"):
+            raise ValueError(f"base_url: the port must be 1 to 65535, got {value!r}")
         if parts.query or parts.fragment:
             raise ValueError(
                 "base_url: no query or fragment (Azure OpenAI: use the /openai/v1 API), "
                 f"got {value!r}"
             )
         return value.rstrip("/")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError(f"ca_file: must be an absolute path, got {value}")
+        return value
 
     @field_validator("teams", "roles")
     @classmethod
@@ -294,6 +321,21 @@ class ProviderSettings(Section):
     @property
     def host(self) -> str:
         return urlsplit(self.base_url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        """The provider's TCP port: the one base_url names, else 443."""
+        return urlsplit(self.base_url).port or 443  # a valid port: checked by _base_url
+
+    @property
+    def egress_port(self) -> int:
+        """The TCP port the deploy paths open: the egress proxy's when there is one (the
+        gateway connects to it, not to the provider), else the provider's."""
+        if self.egress.proxy_url is None:
+            return self.port
+        port = urlsplit(self.egress.proxy_url).port
+        assert port is not None  # _proxy_url refuses a proxy without its port
+        return port
 
     @property
     def classification(self) -> Classification:

@@ -10,6 +10,7 @@ blocked (403), not routed; a team not listed gets ``classification.default``.
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -18,7 +19,13 @@ from appliance.egress.defaults import DEFAULT_LEVELS
 from appliance.egress.levels import Classification
 from appliance.settings.base import Section
 
-__all__ = ["DEFAULT_PSEUDONYMISABLE", "ClassificationSettings", "ProviderPolicy"]
+__all__ = [
+    "DEFAULT_PSEUDONYMISABLE",
+    "ClassificationSettings",
+    "ContentScanSettings",
+    "ProviderPolicy",
+    "SiteDictionarySettings",
+]
 
 Level = Literal["public", "internal", "confidential", "restricted"]
 
@@ -80,8 +87,51 @@ class ProviderPolicy(Section):
         return any(fnmatchcase(detector, pattern) for pattern in self.pseudonymise)
 
 
+class SiteDictionarySettings(Section):
+    """A file of site terms (code names, customer names): one per line, ``#`` comments."""
+
+    file: Path = Field(description="UTF-8 file, one term per line (absolute path)")
+    name: str | None = Field(
+        default=None,
+        pattern=r"^dictionary\.[a-z0-9_]{1,40}$",
+        description="Detector name; default dictionary.<file stem>",
+    )
+    level: Level = Field(default="confidential", description="Classification of a match")
+    label: str = Field(
+        default="TERM", pattern=r"^[A-Z0-9_]{1,32}$", description="Placeholder label"
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError(f"file: must be an absolute path, got {str(value)!r}")
+        return value
+
+
+class ContentScanSettings(Section):
+    """``classification.scan:``: what the content scan looks for in prompts bound for
+    an external provider (docs/egress.md "Detectors"). Defaults: every built-in
+    detector, national identifiers of every built-in country, default levels."""
+
+    detectors: list[str] | None = Field(
+        default=None, description="Built-in detectors to run; null: all of them"
+    )
+    countries: list[str] | None = Field(
+        default=None,
+        description="ISO 3166 codes whose national identifiers to look for; null: all",
+    )
+    levels: dict[str, Level] = Field(
+        default_factory=dict, description="Detector -> classification, overriding defaults"
+    )
+    dictionaries: list[SiteDictionarySettings] = Field(
+        default_factory=list, description="Site dictionaries, read once at start-up"
+    )
+
+
 class ClassificationSettings(Section):
-    """``classification:``: the level a team's prompts have before anyone declares one."""
+    """``classification:``: the level a team's prompts have before anyone declares one,
+    and what the content scan looks for."""
 
     default: Level = Field(
         default="internal",
@@ -89,6 +139,10 @@ class ClassificationSettings(Section):
     )
     teams: dict[str, Level] = Field(
         default_factory=dict, description="Team -> default classification of its prompts"
+    )
+    scan: ContentScanSettings = Field(
+        default_factory=ContentScanSettings,
+        description="The content scan's detectors, countries, levels and site dictionaries",
     )
 
     def team_default(self, teams: frozenset[str]) -> Classification:

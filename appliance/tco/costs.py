@@ -36,6 +36,7 @@ __all__ = [
     "TcoReport",
     "Throughput",
     "Usage",
+    "at_rates",
     "compare",
     "missing_settings",
     "month_seconds",
@@ -292,7 +293,7 @@ def compare(
             months.append(MonthRow(
                 provider=provider.name, in_house=cost.total,
                 external=None if other else _external(usage, provider),
-                in_house_at_rates=_at_rates(usage, rate_in, rate_out), note=note,
+                in_house_at_rates=at_rates(usage, rate_in, rate_out), note=note,
             ))  # fmt: skip
     busy = None
     if usage is not None and throughput is not None:
@@ -309,7 +310,8 @@ def compare(
     )  # fmt: skip
 
 
-def _at_rates(usage: Usage, rate_in: Decimal | None, rate_out: Decimal | None) -> Decimal | None:
+def at_rates(usage: Usage, rate_in: Decimal | None, rate_out: Decimal | None) -> Decimal | None:
+    """``usage``'s tokens at per-million in-house rates; None without rates."""
     if rate_in is None or rate_out is None:
         return None
     return (usage.input_tokens * rate_in + usage.output_tokens * rate_out) / _MILLION

@@ -1,6 +1,7 @@
 """external_providers (issue #17) in the egress role's nftables table: on the gateway
-hosts only, the gateway's user alone reaches each provider's CIDRs on 443 or its egress
-proxy; with none declared the table is byte for byte what it was."""
+hosts only, the gateway's user alone reaches each provider's CIDRs on its base_url's port
+(443 unless named) or its egress proxy; with none declared the table is byte for byte
+what it was. The gateway role refuses a credential that names a Kubernetes Secret."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from appliance.config import Settings
 from tests.deploy.ansible_harness import (
     ANSIBLE_DIR,
     ansible_available,
@@ -48,6 +51,13 @@ AZURE: dict[str, Any] = {
     "base_url": "https://contoso.openai.azure.com/openai/v1",
     "models": ["gpt-4.1@azure"],
     "egress": {"proxy_url": "http://proxy.corp.internal:3128", "proxy_cidrs": ["10.9.0.10/32"]},
+}
+PARTNER: dict[str, Any] = {
+    **OPENAI,
+    "name": "partner",
+    "base_url": "https://llm.partner.example:8443/v1",
+    "models": ["llama-4@partner"],
+    "egress": {"cidrs": ["203.0.113.0/24"]},
 }
 # A user that exists on the test machine: nft resolves the name when it checks the rules.
 USER = "nobody"
@@ -114,10 +124,13 @@ def test_none_declared_leaves_the_table_unchanged(tmp_path: Path) -> None:
     assert "skuid" not in plain["gw"] and "external provider" not in plain["gw"]
 
 
-def test_providers_open_443_or_the_proxy_for_the_gateway_user_only(tmp_path: Path) -> None:
+def test_providers_open_their_port_or_the_proxy_for_the_gateway_user_only(
+    tmp_path: Path,
+) -> None:
     plain = _tables(tmp_path / "plain")
+    providers = [OPENAI, PARTNER, AZURE]
     tables = _tables(
-        tmp_path / "providers", appliance_gateway_settings={"external_providers": [OPENAI, AZURE]}
+        tmp_path / "providers", appliance_gateway_settings={"external_providers": providers}
     )
     # The engine host (and every other non-gateway host) gets nothing.
     assert tables["engine"] == plain["engine"]
@@ -127,12 +140,19 @@ def test_providers_open_443_or_the_proxy_for_the_gateway_user_only(tmp_path: Pat
         "# external provider openai: the gateway's user only",
         f'meta skuid "{USER}" ip daddr {{ 162.159.140.0/24 }} tcp dport 443 counter accept',
         f'meta skuid "{USER}" ip6 daddr {{ 2606:4700::/32 }} tcp dport 443 counter accept',
+        "# external provider partner: the gateway's user only",
+        f'meta skuid "{USER}" ip daddr {{ 203.0.113.0/24 }} tcp dport 8443 counter accept',
         "# external provider azure via http://proxy.corp.internal:3128: the gateway's user only",
         f'meta skuid "{USER}" ip daddr {{ 10.9.0.10/32 }} tcp dport 3128 counter accept',
     ]
-    # Every rule that opens a provider is bound to the gateway's user.
+    # Every rule that opens a provider is bound to the gateway's user, on the port the
+    # settings say (ProviderSettings.egress_port).
     accepts = [ln for ln in added if ln.endswith("accept")]
     assert all(re.match(rf'meta skuid "{USER}" ', ln) for ln in accepts)
+    settings = Settings.model_validate({"external_providers": providers})
+    ports = [int(ln.split(" tcp dport ")[1].split()[0]) for ln in accepts]
+    assert ports == [443, 443, 8443, 3128]
+    assert sorted(set(ports)) == sorted({p.egress_port for p in settings.external_providers})
     # The final drop still ends the output chain.
     assert gw.rstrip().splitlines()[-3].strip() == "counter drop"
     _nft_check(gw, tmp_path)
@@ -152,3 +172,47 @@ def test_refuses_a_provider_without_a_way_out(tmp_path: Path, egress: dict[str, 
     )
     assert code != 0
     assert "external provider openai: egress.cidrs, or egress.proxy_url" in output
+
+
+GATEWAY_PLAYBOOK = """\
+- name: Gateway
+  hosts: appliance_gateway
+  gather_facts: false
+  roles:
+    - role: appliance_gateway
+"""
+
+
+def _gateway(tmp: Path, *providers: dict[str, Any]) -> tuple[int, str, Path]:
+    inventory = local_inventory(
+        tmp,
+        {"appliance_gateway": {"gw": {}}},
+        appliance_gateway_tls_mode="none",
+        appliance_gateway_migrate=False,
+        appliance_gateway_engine_api_key="s3cret",
+        appliance_gateway_upstreams=[{"model": "m", "url": "http://10.0.10.10:8100"}],
+        appliance_gateway_settings={"external_providers": list(providers)},
+    )
+    playbook = tmp / "gateway.yml"
+    playbook.write_text(GATEWAY_PLAYBOOK, encoding="utf-8")
+    run = run_playbook(playbook, inventory)
+    return run.returncode, run.output, tmp / "root/gw/etc/appliance/appliance.yaml"
+
+
+def test_gateway_role_writes_a_provider_with_a_key_file(tmp_path: Path) -> None:
+    code, output, config = _gateway(tmp_path, OPENAI, PARTNER)
+    assert code == 0, output
+    settings = Settings.model_validate(yaml.safe_load(config.read_text()))
+    assert [p.credential.file() for p in settings.external_providers] == [
+        Path("/etc/appliance/secrets/openai.key")
+    ] * 2
+
+
+def test_gateway_role_refuses_a_kubernetes_secret(tmp_path: Path) -> None:
+    """Nothing on a host places the Secret's key: the play stops before appliance.yaml."""
+    in_secret = {**AZURE, "credential": {"secret_name": "frontier-keys", "secret_key": "azure"}}
+    code, output, config = _gateway(tmp_path, OPENAI, in_secret)
+    assert code != 0
+    assert "external provider azure: credential.secret_name/secret_key" in output
+    assert "set credential.secret_file" in output
+    assert not config.exists()

@@ -41,7 +41,8 @@ def hook(event, args):
     if event == "socket.connect":
         sock, address = args
         host = address[0] if isinstance(address, tuple) else str(address)
-        out.write(json.dumps({"family": int(sock.family), "host": host}) + "\\n")
+        port = address[1] if isinstance(address, tuple) else None
+        out.write(json.dumps({"family": int(sock.family), "host": host, "port": port}) + "\\n")
     elif event == "socket.getaddrinfo":
         name = args[0].decode() if isinstance(args[0], bytes) else args[0]
         out.write(json.dumps({"getaddrinfo": name}) + "\\n")

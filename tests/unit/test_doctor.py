@@ -102,6 +102,13 @@ def test_each_provider_shows_what_egress_opens() -> None:
     assert not [e for e in report.endpoints if e.host.endswith(("openai.com", "azure.com"))]
 
 
+def test_a_provider_on_its_own_port_shows_that_port() -> None:
+    partner = {**PROVIDER, "base_url": "https://llm.partner.example:8443/v1"}
+    settings = Settings.model_validate({"external_providers": [partner]})
+    (line,) = provider_findings(settings, resolve=lambda h: ["162.159.140.9"])
+    assert line.message.endswith("egress opens 162.159.140.0/24 on 8443/tcp from the gateway only")
+
+
 def test_warns_when_the_provider_resolves_outside_its_cidrs() -> None:
     settings = Settings(external_providers=[PROVIDER])
     findings = provider_findings(settings, resolve=lambda h: ["162.159.140.9", "104.18.7.1"])

@@ -1,6 +1,7 @@
 """JSON endpoints behind the compliance console and admin page that the audit and
 admin APIs do not already offer: integrity (latest checkpoint, verify now), evidence
-export of a date range, usage per day, subject erasure, engine health.
+export of a date range, usage per day, what left for external providers, subject
+erasure, engine health.
 
 Every act here that reads the log is recorded first, like the CLI's.
 """
@@ -32,6 +33,8 @@ from appliance.db.tables import audit_log
 from appliance.errors import InvalidRequest, VerificationError
 from appliance.gateway.audit_access import audit_log_of, request_actor
 from appliance.gateway.deps import AuditDep, ServicesDep, require_role
+from appliance.gateway.routes.egress_view import router as egress_router
+from appliance.gateway.routes.tco import router as tco_router
 from appliance.gateway.services import GatewayServices
 from appliance.identity.principal import Principal
 from appliance.identity.roles import Role
@@ -43,6 +46,10 @@ admin_router = APIRouter(prefix="/ui/api/admin", tags=["ui"], include_in_schema=
 
 AuditorDep = Annotated[Principal, require_role(Role.AUDITOR)]
 AdminDep = Annotated[Principal, require_role(Role.ADMIN)]
+
+# The cost chart's endpoint lives in its own module; served under this router's prefix.
+router.include_router(tco_router)
+router.include_router(egress_router)  # the egress view (issue #17), its own module
 
 
 def _checkpoint_view(services: GatewayServices) -> dict[str, Any] | None:
@@ -102,6 +109,7 @@ class ExportRange(BaseModel):
 
     since: date | None = None
     until: date | None = None  # inclusive day
+    egress: bool = False  # only calls to external providers, with their summary
 
 
 @router.post("/export")
@@ -119,11 +127,12 @@ async def export(
         until = datetime(body.until.year, body.until.month, body.until.day, tzinfo=UTC)
         until += timedelta(days=1)
     folder = Path(tempfile.mkdtemp(prefix="appliance-export-"))
-    name = f"evidence-{body.since or 'start'}-{body.until or 'now'}.zip"
+    kind = "egress" if body.egress else "evidence"
+    name = f"{kind}-{body.since or 'start'}-{body.until or 'now'}.zip"
     out = folder / name
     actor = request_actor(principal, request)
     await anyio.to_thread.run_sync(
-        lambda: export_bundle(log, out, since=since, until=until, actor=actor)
+        lambda: export_bundle(log, out, since=since, until=until, actor=actor, egress=body.egress)
     )
 
     def cleanup() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from fnmatch import fnmatchcase
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -18,7 +19,14 @@ from appliance.gateway.schemas import (
     RerankRequest,
     ScoreRequest,
 )
-from appliance.identity.policy import adapter_denial_reason, allowed_models, is_model_allowed
+from appliance.identity.policy import (
+    adapter_denial_reason,
+    allowed_models,
+    caller_teams,
+    is_model_allowed,
+)
+from appliance.identity.principal import Principal
+from appliance.settings.egress import ProviderSettings
 
 __all__ = ["router"]
 
@@ -115,4 +123,27 @@ async def list_models(
                 data.append({"id": adapter.model, "object": "model", "created": created,
                              "owned_by": "appliance", "parent": name,
                              "kind": kinds.get(name, "chat")})  # fmt: skip
+    # External providers' models (``<model>@<provider>``), to the teams and roles each
+    # provider allows; ``owned_by`` names the provider, so nobody mistakes one for ours.
+    if services.egress is not None:
+        teams = caller_teams(principal, prefix)
+        for name, provider in services.egress.clients.models():
+            if _provider_admits(provider, teams, principal):
+                data.append({"id": name, "object": "model", "created": created,
+                             "owned_by": provider.name, "kind": "chat"})  # fmt: skip
     return {"object": "list", "data": data}
+
+
+def _provider_admits(
+    provider: ProviderSettings, teams: frozenset[str], principal: Principal
+) -> bool:
+    """Whether the caller may see the provider's models: one of its teams, one of its
+    roles (when it names roles), and the credential's own model globs."""
+    if not teams.intersection(provider.teams):
+        return False
+    if provider.roles and not principal.roles.intersection(provider.roles):
+        return False
+    globs = principal.model_globs
+    return globs is None or any(
+        fnmatchcase(model, glob) for model in provider.models for glob in globs
+    )

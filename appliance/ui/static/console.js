@@ -164,5 +164,7 @@
   $("verify-now").addEventListener("click", verify);
   $("export-form").addEventListener("submit", exportBundle);
   $("shred-form").addEventListener("submit", shred);
+  // The egress panel (egress.js) opens its records in the same detail + reveal.
+  window.AuditConsole = { detail };
   integrity(); usage(); search();
 })();

@@ -123,7 +123,7 @@ def test_store_has_no_update_or_delete_path(store: SqlAuditStore) -> None:
         "by_request", "checkpoints", "engine", "entries_in", "entry", "envelope", "envelopes",
         "index_bounds", "iter_entries", "iter_leaf_hashes", "iter_leaf_rows", "iter_pages",
         "latest", "latest_checkpoint", "latest_checkpoint_in", "leaf_rows_between", "search",
-        "size", "size_in", "cosignatures",
+        "size", "size_in", "cosignatures", "iter_search",
     }  # fmt: skip
     assert public == reads | {"insert", "insert_cosignature", "lock_for_append"}
 
@@ -148,6 +148,21 @@ def test_search_filters(log: AuditLog, store: SqlAuditStore) -> None:
     assert ids(since=T0 + timedelta(minutes=30)) == ["b", "c"]
     assert ids(until=T0 + timedelta(minutes=30)) == ["a"]
     assert ids(limit=1) == ["a"]
+
+
+def test_iter_search_pages_through_every_match_of_the_events(
+    log: AuditLog, store: SqlAuditStore
+) -> None:
+    events = [AuditEvent.REQUEST, AuditEvent.DENIED, AuditEvent.COMPLETION] * 3
+    for number, event in enumerate(events):
+        log.append(make_record(f"r{number}", at=T0 + timedelta(minutes=number), event=event))
+    wanted = (AuditEvent.REQUEST.value, AuditEvent.COMPLETION.value)
+    where = SearchFilter(since=T0 + timedelta(minutes=1), limit=1)  # the limit is ignored
+    pages = list(store.iter_search(where, events=wanted, batch=2))
+    found = [s.entry.record.request_id for page in pages for s in page]
+    expected = [f"r{n}" for n, e in enumerate(events) if n >= 1 and e.value in wanted]
+    assert found == expected and len(expected) == 5
+    assert [len(page) for page in pages] == [2, 2, 1]
 
 
 def test_non_utc_input_keeps_its_instant(log: AuditLog, store: SqlAuditStore) -> None:

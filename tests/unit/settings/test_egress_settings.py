@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from appliance.config import Settings, load_settings
 from appliance.egress import Classification
 from appliance.errors import ConfigurationError
+from appliance.settings.egress import PROVIDER_SECRETS_DIR
 
 OPENAI: dict[str, Any] = {
     "name": "openai",
@@ -56,28 +58,50 @@ def test_a_declared_provider() -> None:
     assert provider.upstream_model("gpt-4.1@openai") == "gpt-4.1"
     assert provider.price_output_per_million == Decimal("8.00")
     assert provider.currency == "USD"
-    assert provider.egress.port == 443
+    assert provider.port == 443
+    assert provider.egress_port == 443
+    assert provider.ca_file is None  # the system CAs
+    assert provider.credential.file() == Path("/etc/appliance/secrets/openai.key")
     assert provider.egress.opened_cidrs == ["162.159.140.0/24", "2606:4700::/32"]
 
 
 @pytest.mark.parametrize(
-    "base_url",
+    ("base_url", "port"),
     [
-        "https://my-resource.openai.azure.com/openai/v1",  # Azure OpenAI, v1 API
-        "https://api.anthropic.com/v1",  # Anthropic's OpenAI-compatible endpoint
-        "https://api.openai.com:443/v1",
+        ("https://my-resource.openai.azure.com/openai/v1", 443),  # Azure OpenAI, v1 API
+        ("https://api.anthropic.com/v1", 443),  # Anthropic's OpenAI-compatible endpoint
+        ("https://api.openai.com:443/v1", 443),
+        ("https://llm.partner.example:8443/v1", 8443),  # a private endpoint on its own port
+        ("https://10.20.0.5:9443", 9443),
+        ("https://[2001:db8::5]:8443/v1", 8443),
     ],
 )
-def test_base_url_shapes(base_url: str) -> None:
+def test_base_url_shapes(base_url: str, port: int) -> None:
     (provider,) = load_settings(external_providers=[_with(base_url=base_url)]).external_providers
     assert provider.base_url == base_url
+    assert provider.port == port
+    assert provider.egress_port == port  # egress.cidrs: opened on the provider's port
 
 
-def test_through_an_egress_proxy() -> None:
+@pytest.mark.parametrize(
+    ("base_url", "port"),
+    [("https://api.openai.com/v1", 443), ("https://llm.example:8443/v1", 8443)],
+)
+def test_through_an_egress_proxy(base_url: str, port: int) -> None:
+    """The gateway connects to the proxy, so its port is opened, whatever the provider's."""
     egress = {"proxy_url": "http://proxy.corp.internal:3128", "proxy_cidrs": ["10.9.0.10/32"]}
-    (provider,) = load_settings(external_providers=[_with(egress=egress)]).external_providers
-    assert provider.egress.port == 3128
+    (provider,) = load_settings(
+        external_providers=[_with(base_url=base_url, egress=egress)]
+    ).external_providers
+    assert provider.egress_port == 3128
+    assert provider.port == port
     assert provider.egress.opened_cidrs == ["10.9.0.10/32"]
+
+
+def test_a_private_ca_bundle() -> None:
+    ca_file = "/etc/appliance/tls/partner-ca.pem"
+    (provider,) = load_settings(external_providers=[_with(ca_file=ca_file)]).external_providers
+    assert provider.ca_file == Path(ca_file)
 
 
 def test_a_kubernetes_secret_reference() -> None:
@@ -86,6 +110,9 @@ def test_a_kubernetes_secret_reference() -> None:
         external_providers=[_with(credential=credential)]
     ).external_providers
     assert provider.credential.secret_name == "frontier-keys"
+    # Where the chart mounts the Secret: one directory per Secret, one file per key.
+    assert PROVIDER_SECRETS_DIR == Path("/var/run/appliance/provider-secrets")
+    assert provider.credential.file() == PROVIDER_SECRETS_DIR / "frontier-keys" / "openai"
 
 
 @pytest.mark.parametrize(
@@ -107,7 +134,12 @@ def test_refuses_inline_keys(provider: dict[str, Any], needle: str) -> None:
     ("change", "needles"),
     [
         ({"base_url": "http://api.openai.com/v1"}, ["base_url", "https://"]),
-        ({"base_url": "https://api.openai.com:8443/v1"}, ["base_url", "port 443"]),
+        ({"base_url": "https://api.openai.com:0/v1"}, ["base_url", "1 to 65535"]),
+        ({"base_url": "https://api.openai.com:65536/v1"}, ["base_url", "1 to 65535"]),
+        ({"base_url": "https://api.openai.com:https/v1"}, ["base_url", "1 to 65535"]),
+        ({"base_url": "https://api.openai.com:/v1"}, ["base_url", "1 to 65535"]),
+        ({"base_url": "https://api.openai.com:8443/v1#x"}, ["base_url", "fragment"]),
+        ({"ca_file": "certs/partner-ca.pem"}, ["ca_file", "absolute"]),
         ({"base_url": "https://x.openai.azure.com/openai?api-version=1"}, ["base_url", "query"]),
         ({"kind": "anthropic"}, ["kind", "openai-compatible"]),
         ({"name": "Open AI"}, ["name"]),
@@ -140,6 +172,10 @@ def test_refuses_inline_keys(provider: dict[str, Any], needle: str) -> None:
         ({"egress": {"proxy_url": "http://p:3128"}}, ["egress.proxy_cidrs", "required"]),
         (
             {"egress": {"proxy_url": "http://p", "proxy_cidrs": ["10.0.0.1/32"]}},
+            ["egress.proxy_url", "port"],
+        ),
+        (
+            {"egress": {"proxy_url": "http://p:0", "proxy_cidrs": ["10.0.0.1/32"]}},
             ["egress.proxy_url", "port"],
         ),
         (

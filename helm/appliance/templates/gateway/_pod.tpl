@@ -112,3 +112,48 @@
       - { key: ca.crt, path: ca.crt }
 {{- end }}
 {{- end -}}
+
+{{/* The Kubernetes Secrets external providers' credentials name (config.external_providers,
+credential.secret_name and secret_key), as YAML {secret name: [keys]}; {} when none.
+ProviderCredential.file() reads <PROVIDER_SECRETS_DIR>/<secret name>/<key>. */}}
+{{- define "appliance.gateway.providerSecrets" -}}
+{{- $secrets := dict -}}
+{{- range ((.Values.config | default dict).external_providers | default list) -}}
+{{- $credential := .credential | default dict -}}
+{{- if and $credential.secret_name $credential.secret_key -}}
+{{- $keys := get $secrets $credential.secret_name | default list -}}
+{{- $_ := set $secrets $credential.secret_name (append $keys $credential.secret_key | uniq | sortAlpha) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $secrets -}}
+{{- end -}}
+
+{{/* One read-only mount per distinct Secret, at /var/run/appliance/provider-secrets/<name>
+(appliance.settings.egress.PROVIDER_SECRETS_DIR); nothing when no credential names one.
+The gateway container only: the migrations and audit jobs never call a provider. */}}
+{{- define "appliance.gateway.providerSecretMounts" -}}
+{{- $secrets := include "appliance.gateway.providerSecrets" . | fromYaml -}}
+{{- range $i, $name := keys $secrets | sortAlpha }}
+- name: provider-secret-{{ $i }}
+  mountPath: /var/run/appliance/provider-secrets/{{ $name }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The volumes for those mounts: only the keys the credentials name, 0400 like the
+audit keys (the pod's fsGroup, the gateway's own group, makes them group-readable).
+Volumes are numbered: a Secret's name may be longer than a volume name may be. */}}
+{{- define "appliance.gateway.providerSecretVolumes" -}}
+{{- $secrets := include "appliance.gateway.providerSecrets" . | fromYaml -}}
+{{- range $i, $name := keys $secrets | sortAlpha }}
+- name: provider-secret-{{ $i }}
+  secret:
+    secretName: {{ $name }}
+    defaultMode: 0400
+    items:
+      {{- range get $secrets $name }}
+      - key: {{ . | quote }}
+        path: {{ . | quote }}
+      {{- end }}
+{{- end }}
+{{- end -}}

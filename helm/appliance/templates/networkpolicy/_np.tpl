@@ -49,14 +49,17 @@ ports:
 {{- end -}}
 
 {{/* Egress for one external provider (config.external_providers, issue #17): its CIDRs on
-443, or its egress proxy's CIDRs on the proxy's port. Used by the gateway's policy only. */}}
+base_url's port (443 unless it names one), or its egress proxy's CIDRs on the proxy's
+port (ProviderSettings.egress_port). Used by the gateway's policy only. The port is the
+digits after the last colon of the URL's host: a colon inside an IPv6 literal is
+followed by "]", never by the end. */}}
 {{- define "appliance.np.provider" -}}
 {{- $egress := .egress | default dict -}}
 {{- $cidrs := $egress.cidrs | default list -}}
-{{- $port := 443 -}}
+{{- $port := regexFind ":[0-9]+$" (urlParse (.base_url | default "")).host | trimPrefix ":" | default "443" -}}
 {{- if $egress.proxy_url -}}
 {{- $cidrs = $egress.proxy_cidrs | default list -}}
-{{- $port = regexFind "[0-9]+$" (urlParse $egress.proxy_url).host | required (printf "config.external_providers %s: egress.proxy_url must name its port" .name) -}}
+{{- $port = regexFind ":[0-9]+$" (urlParse $egress.proxy_url).host | trimPrefix ":" | required (printf "config.external_providers %s: egress.proxy_url must name its port" .name) -}}
 {{- end -}}
 {{- if not $cidrs -}}
 {{- fail (printf "config.external_providers %s: egress.cidrs or egress.proxy_url with egress.proxy_cidrs is required" .name) -}}
