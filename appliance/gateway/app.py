@@ -36,6 +36,7 @@ from appliance.gateway.routes import (
     console_router,
     conversations_router,
     health_router,
+    openai_aliases_router,
     openai_router,
     retention_router,
     ui_admin_router,
@@ -185,6 +186,7 @@ def create_app(
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(openai_router)
+    app.include_router(openai_aliases_router)
     app.include_router(admin_router)
     app.include_router(auth_router)
     app.include_router(audit_router)

@@ -36,13 +36,17 @@ __all__ = [
 ]
 
 # Fields whose strings name the protocol's own things, never the caller's data: neither
-# scanned nor rewritten (a rewritten ``role`` or ``model`` would break the request).
+# scanned nor rewritten (a rewritten ``role`` or ``model`` would break the request). Ids
+# are the caller's strings, so they are scanned: a tool call's ``id`` and the
+# ``tool_call_id`` answering it get the same placeholder, so they still match.
 _PROTOCOL_FIELDS = frozenset(
     {
-        "model", "role", "type", "id", "tool_call_id", "tool_choice", "reasoning_effort",
-        "service_tier", "detail", "format", "modalities", "finish_reason", "object",
+        "model", "role", "type", "tool_choice", "reasoning_effort", "service_tier",
+        "detail", "format", "modalities", "finish_reason", "object",
     }
 )  # fmt: skip
+# Integers this long may be identifiers (cards, accounts, national numbers).
+_LONG_NUMBER = 10**5
 # Content parts whose payload is not text: they cannot be scanned.
 _UNSCANNABLE = frozenset({"image_url", "input_audio", "file", "input_image", "input_file"})
 
@@ -56,6 +60,12 @@ def _map_strings(value: Any, change: Callable[[str], str], field: str | None = N
         return {change(key): _map_strings(item, change, key) for key, item in value.items()}
     if isinstance(value, list):
         return [_map_strings(item, change, field) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _LONG_NUMBER:
+        # A card or account number sent as a JSON number: scanned as its digits, and
+        # replaced by the placeholder string when it is a finding.
+        text = str(value)
+        changed = change(text)
+        return value if changed == text else changed
     return value
 
 

@@ -41,7 +41,7 @@ def error_response(error: ApplianceError) -> JSONResponse:
 
 # Every JSON API: inference, audit, admin, and the browser pages' own APIs. Pages and
 # unknown paths (scanners' 404s) are not requests to refuse, so leave no record.
-_AUDITED_APIS = ("/v1/", "/audit/", "/admin/", "/ui/api/")
+_AUDITED_APIS = ("/v1/", "/v2/", "/rerank", "/score", "/audit/", "/admin/", "/ui/api/")
 
 
 def _outcome(error: ApplianceError) -> Outcome:

@@ -263,3 +263,29 @@ def test_engine_refusals_leave_the_engine_serving(client, harness) -> None:
         assert bad.status_code == 400
         good = post(client, harness.user_key, path, documents=["a"], **body)
         assert good.status_code == 200, good.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/rerank", {"query": QUERY, "documents": DOCUMENTS}),
+        ("/v2/rerank", {"query": QUERY, "documents": DOCUMENTS}),
+        ("/score", {"queries": QUERY, "documents": DOCUMENTS}),
+    ],
+)
+def test_vllms_other_paths_are_served_and_audited_alike(
+    client, harness, path: str, body: dict[str, Any]
+) -> None:
+    response = post(client, harness.user_key, path, **body)
+    assert response.status_code == 200, response.text
+    assert harness.fake.requests[-1] == {"model": EMBED_MODEL, **body}
+    assert response.content == harness.fake.sent[-1]
+    request, done = harness.records(response.headers["x-request-id"])
+    assert (request.path, done.path) == (path, path)
+    assert done.params["documents"] == 3
+    # Refusals on these paths are audited too.
+    chat_only = harness.key(models=["fake-model"])
+    refused = post(client, chat_only, path, **body)
+    assert refused.status_code == 403
+    (denied,) = harness.records(refused.headers["x-request-id"])
+    assert (denied.event, denied.path) == (AuditEvent.DENIED, path)

@@ -28,7 +28,7 @@ from appliance.identity.policy import (
 from appliance.identity.principal import Principal
 from appliance.settings.egress import ProviderSettings
 
-__all__ = ["router"]
+__all__ = ["aliases_router", "router"]
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -66,6 +66,21 @@ for _path, _schema, _summary, _name in _RELAYED:
     router.add_api_route(
         _path, _relay(_schema, f"/v1{_path}"), methods=["POST"], summary=_summary, name=_name
     )
+
+# vLLM also serves rerank and score at these paths, which Jina's and Cohere's clients
+# call (Cohere's v2 API: /v2/rerank); the same relay, identity, policy and audit as the
+# /v1 route, which is also the path the engine is sent.
+_RELAYED_ALIASES: tuple[tuple[str, type[OpenAIRequest], str], ...] = (
+    ("/rerank", RerankRequest, "/v1/rerank"),
+    ("/v2/rerank", RerankRequest, "/v1/rerank"),
+    ("/score", ScoreRequest, "/v1/score"),
+)
+aliases_router = APIRouter(tags=["openai"])
+for _alias, _schema, _target in _RELAYED_ALIASES:
+    aliases_router.add_api_route(
+        _alias, _relay(_schema, _target), methods=["POST"],
+        summary=f"The same as {_target}", name=_alias.strip("/").replace("/", "_") + "_alias",
+    )  # fmt: skip
 
 
 @router.post("/responses", summary="Responses API (streaming or not), stored by the gateway")

@@ -161,3 +161,15 @@ def test_a_stream_that_ends_without_finishing_flushes_before_done() -> None:
     done = restore.event(b"data: [DONE]\n\n")
     assert client_view([first, done])[0] == "to ⟦EMA"
     assert done.endswith(b"data: [DONE]\n\n")
+
+
+def test_numbers_and_keys_are_scanned_too() -> None:
+    card = 4242424242424242
+    body = {"metadata": {"card": card, "small": 42, EMAIL: "owner"}}
+    assert str(card) in request_texts(body) and EMAIL in request_texts(body)
+    sent, mapping = pseudonymise_body(body, Pseudonymiser(SCANNER))
+    assert sent["metadata"]["card"] == "⟦CARD_1⟧" and sent["metadata"]["small"] == 42
+    assert EMAIL not in json.dumps(sent) and set(mapping.originals.values()) == {
+        str(card),
+        EMAIL,
+    }
