@@ -1,7 +1,6 @@
 """Building audit records from a request's context and writing them fail-closed.
 
-What of an answer is sealed and what is clear lives in :mod:`appliance.gateway.answers`
-(re-exported here)."""
+What of an answer is sealed and what is clear lives in :mod:`appliance.gateway.answers`."""
 
 from __future__ import annotations
 
@@ -14,29 +13,13 @@ from starlette.requests import Request
 from appliance.audit.log import Appended, RecordRejected
 from appliance.audit.records import AuditEvent, AuditRecord, Outcome, storable, storable_names
 from appliance.errors import ApplianceError, AuditUnavailable, InvalidRequest
-from appliance.gateway.answers import (
-    Answer,
-    AnswerStream,
-    answer_content,
-    answer_of,
-    answer_params,
-    answer_texts,
-    delta_texts,
-    function_name,
-)
+from appliance.gateway.answers import function_name
 from appliance.gateway.context import RequestContext
 from appliance.gateway.scoring import scoring_content
 from appliance.gateway.services import GatewayServices
 
 __all__ = [
-    "Answer",
-    "AnswerStream",
-    "answer_content",
-    "answer_of",
-    "answer_params",
-    "answer_texts",
     "audit_record",
-    "delta_texts",
     "embedding_params",
     "request_content",
     "response_tool_params",

@@ -21,15 +21,8 @@ from appliance.audit.log import Appended
 from appliance.audit.receipts import RECEIPT_HEADER
 from appliance.audit.records import AuditEvent, AuditRecord, Outcome
 from appliance.errors import ApplianceError, InvalidRequest, UpstreamError
-from appliance.gateway.auditing import (
-    Answer,
-    answer_content,
-    answer_of,
-    answer_params,
-    audit_record,
-    request_content,
-    write_audit,
-)
+from appliance.gateway.answers import Answer, answer_content, answer_of, answer_params
+from appliance.gateway.auditing import audit_record, request_content, write_audit
 from appliance.gateway.context import RequestContext
 from appliance.gateway.receipting import issue_receipt, with_answer_commitment
 from appliance.gateway.responses import ResponseEvents, response_answer, response_content

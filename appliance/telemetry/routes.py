@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 
 from appliance.errors import ModelNotFound
@@ -18,4 +19,7 @@ async def metrics(request: Request) -> Response:
     telemetry = getattr(services, "telemetry", None)
     if telemetry is None or not services.settings.telemetry.metrics_enabled:
         raise ModelNotFound("no such route", code="not_found")
-    return Response(telemetry.metrics.render(), media_type=CONTENT_TYPE)
+    # Rendering queries the database (the SIEM forwarder's lag): off the event loop, so a
+    # slow database never stalls the requests in flight.
+    body = await anyio.to_thread.run_sync(telemetry.metrics.render)
+    return Response(body, media_type=CONTENT_TYPE)

@@ -54,3 +54,12 @@ def test_another_callers_answer_is_forbidden_an_unknown_one_not_found() -> None:
         with pytest.raises(ModelNotFound) as missing:
             receipt_pair(entries, subject="alice", completion_index=index)
         assert missing.value.code == "receipt_not_found"
+
+
+def test_an_external_answer_pairs_with_its_egress_request() -> None:
+    entries = [
+        _entry(1, AuditEvent.EGRESS_REQUEST, "alice"),
+        _entry(2, AuditEvent.DENIED, "alice"),
+        _entry(3, DONE, "alice"),
+    ]
+    assert _indices(receipt_pair(entries, subject="alice")) == (1, 3)

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from appliance.gateway.auditing import (
-    AnswerStream,
-    answer_content,
-    answer_of,
-    answer_params,
-    tool_params,
-)
+from appliance.gateway.answers import AnswerStream, answer_content, answer_of, answer_params
+from appliance.gateway.auditing import tool_params
 
 
 def _chunk(delta: dict[str, object], index: int = 0) -> dict[str, object]:

@@ -11,13 +11,8 @@ import pytest
 
 from appliance.config import GatewaySettings
 from appliance.errors import InvalidRequest
-from appliance.gateway.auditing import (
-    answer_content,
-    answer_of,
-    answer_params,
-    embedding_params,
-    request_content,
-)
+from appliance.gateway.answers import answer_content, answer_of, answer_params
+from appliance.gateway.auditing import embedding_params, request_content
 from appliance.gateway.schemas import (
     ChatCompletionRequest,
     EmbeddingRequest,

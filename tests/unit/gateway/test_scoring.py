@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from appliance.gateway.auditing import answer_content, answer_of, answer_params, request_content
+from appliance.gateway.answers import answer_content, answer_of, answer_params
+from appliance.gateway.auditing import request_content
 from appliance.gateway.schemas import RerankRequest, ScoreRequest
 from appliance.gateway.scoring import ranking_of, rerank_params, scoring_content
 
