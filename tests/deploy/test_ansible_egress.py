@@ -1,16 +1,19 @@
 """The egress role's nftables table, loaded for real in a throwaway network namespace:
 traffic to the listed networks leaves, everything else is dropped (the kernel answers a
-local sender whose packet the output hook drops with EPERM)."""
+local sender whose packet the output hook drops with EPERM); an external provider is
+reached by the gateway's user alone, on its port."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,11 +48,11 @@ for address in sys.argv[1:]:
 """
 
 
-def _render(tmp: Path) -> Path:
+def _render(tmp: Path, **variables: Any) -> Path:
     inventory = local_inventory(
         tmp,
         {"appliance_gateway": {"gw": {}}},
-        appliance_egress_lockdown_allowed_networks=["10.0.0.0/8"],
+        **{"appliance_egress_lockdown_allowed_networks": ["10.0.0.0/8"], **variables},
     )
     playbook = tmp / "egress.yml"
     playbook.write_text(PLAYBOOK, encoding="utf-8")
@@ -58,7 +61,7 @@ def _render(tmp: Path) -> Path:
     return tmp / "root/gw/etc/nftables.d/appliance-egress.nft"
 
 
-def test_refuses_an_empty_allow_list(tmp_path):
+def test_refuses_an_empty_allow_list(tmp_path: Path) -> None:
     inventory = local_inventory(tmp_path, {"appliance_gateway": {"gw": {}}})
     playbook = tmp_path / "egress.yml"
     playbook.write_text(PLAYBOOK, encoding="utf-8")
@@ -71,7 +74,7 @@ def _rule_lines(text: str) -> list[str]:
     return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
 
 
-def test_own_table_own_unit_never_flushes_the_ruleset(tmp_path):
+def test_own_table_own_unit_never_flushes_the_ruleset(tmp_path: Path) -> None:
     rules = _render(tmp_path)
     lines = _rule_lines(rules.read_text())
     assert not [ln for ln in lines if re.match(r"flush\s+ruleset", ln)], lines
@@ -101,7 +104,7 @@ def test_own_table_own_unit_never_flushes_the_ruleset(tmp_path):
     os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"),
     reason="needs root, nft and unshare (network namespaces)",
 )
-def test_loading_our_table_keeps_other_agents_tables(tmp_path):
+def test_loading_our_table_keeps_other_agents_tables(tmp_path: Path) -> None:
     """In a fresh network namespace: another agent's table is loaded first; ours is
     loaded twice (first run and a reload); the other table and its rule survive."""
     rules = _render(tmp_path)
@@ -136,7 +139,7 @@ def _netns(name: str, *argv: str) -> subprocess.CompletedProcess[str]:
     os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("ip"),
     reason="needs root, nft and ip (network namespaces)",
 )
-def test_rules_drop_everything_but_the_listed_networks(tmp_path):
+def test_rules_drop_everything_but_the_listed_networks(tmp_path: Path) -> None:
     rules = _render(tmp_path)
     name = f"appliance-egress-{uuid.uuid4().hex[:8]}"
     if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
@@ -177,6 +180,134 @@ def test_rules_drop_everything_but_the_listed_networks(tmp_path):
         assert listing.count("chain output") == 1 and "policy drop" in listing
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+# -- external providers (issue #17): only the gateway's user reaches them -------------
+
+TCP_CONNECT = """\
+import errno, select, socket, sys
+address, port = sys.argv[1].rsplit(":", 1)
+with socket.socket() as sock:
+    sock.setblocking(False)
+    code = sock.connect_ex((address, int(port)))
+    if code == errno.EINPROGRESS and select.select([], [sock], [], float(sys.argv[2]))[1]:
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    print(errno.errorcode.get(code, code) if code else "connected")
+"""
+# The far ends listen on nothing: a SYN that left the host comes back refused (RST).
+LEFT = {"ECONNREFUSED", "connected"}
+# TCP hides an output drop from connect() (the SYN is retried), so no answer at all
+# (EPERM if a kernel ever reports it) and a rise of the final drop's counter.
+DROPPED = {"EINPROGRESS", "EPERM"}
+
+DIRECT: dict[str, Any] = {
+    "name": "partner",
+    "base_url": "https://llm.example:8443/v1",
+    "egress": {"cidrs": ["192.0.2.0/24"]},
+}
+VIA_PROXY: dict[str, Any] = {
+    **DIRECT,
+    "egress": {"proxy_url": "http://10.9.0.10:3128", "proxy_cidrs": ["10.9.0.10/32"]},
+}
+# (sender, target, leaves): "user" is the gateway's user, "root" any other.
+INTERNAL = [("user", "10.1.0.2:80", True), ("root", "10.1.0.2:80", True)]
+PROVIDER_CASES = {
+    "direct": (DIRECT, [
+        ("user", "192.0.2.2:8443", True),
+        ("user", "192.0.2.2:443", False),  # the provider's port only
+        ("user", "198.51.100.2:8443", False),  # its CIDRs only
+        ("user", "10.9.0.10:3128", False),
+        ("root", "192.0.2.2:8443", False),  # the gateway's user only
+        *INTERNAL,
+    ]),
+    "proxy": (VIA_PROXY, [
+        ("user", "10.9.0.10:3128", True),
+        ("user", "10.9.0.10:443", False),
+        ("user", "192.0.2.2:3128", False),  # the proxy's address only
+        ("user", "192.0.2.2:8443", False),  # not around the proxy
+        ("root", "10.9.0.10:3128", False),
+        *INTERNAL,
+    ]),
+}  # fmt: skip
+
+
+def _final_drops(name: str) -> int:
+    chain = _netns(name, "nft", "list", "chain", "inet", "appliance_egress", "output").stdout
+    (count,) = re.findall(r"^\s*counter packets (\d+) bytes \d+ drop$", chain, re.M)
+    return int(count)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("nft", "ip", "setpriv")),
+    reason="needs root, nft, ip and setpriv (network namespaces)",
+)
+@pytest.mark.parametrize("case", sorted(PROVIDER_CASES))
+def test_providers_are_reached_by_the_gateway_user_only(tmp_path: Path, case: str) -> None:
+    provider, checks = PROVIDER_CASES[case]
+    # nobody exists everywhere (nft resolves the name at load time); no user is created.
+    user = pwd.getpwnam("nobody")
+    rules = _render(
+        tmp_path,
+        # Narrower than the proxy's address: only the provider's rule reaches it.
+        appliance_egress_lockdown_allowed_networks=["10.1.0.0/24"],
+        appliance_gateway_settings={"external_providers": [provider]},
+        appliance_egress_lockdown_providers_user=user.pw_name,
+        appliance_egress_lockdown_providers_create_user=False,
+    )
+    as_user = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+    host, peer = (f"appliance-{role}-{uuid.uuid4().hex[:8]}" for role in ("egress", "peer"))
+    if subprocess.run(["ip", "netns", "add", host], capture_output=True).returncode != 0:
+        pytest.skip("cannot create a network namespace here")
+    try:
+        assert subprocess.run(["ip", "netns", "add", peer], capture_output=True).returncode == 0
+        # The far ends live in a second namespace that answers, so "left" is seen, not
+        # assumed; no IPv6, whose multicast reports would also hit the final drop.
+        for ns, *command in (
+            (host, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"),
+            (host, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"),
+            (host, "ip", "link", "add", "internal", "type", "veth", "peer", "name", "in-peer"),
+            (host, "ip", "link", "add", "outside", "type", "veth", "peer", "name", "out-peer"),
+            (host, "ip", "link", "set", "in-peer", "netns", peer),
+            (host, "ip", "link", "set", "out-peer", "netns", peer),
+            (host, "ip", "addr", "add", "10.1.0.1/24", "dev", "internal"),
+            (host, "ip", "addr", "add", "192.0.2.1/24", "dev", "outside"),
+            (peer, "ip", "addr", "add", "10.1.0.2/24", "dev", "in-peer"),
+            (peer, "ip", "addr", "add", "192.0.2.2/24", "dev", "out-peer"),
+            (peer, "ip", "addr", "add", "198.51.100.2/24", "dev", "out-peer"),  # elsewhere
+            (peer, "ip", "addr", "add", "10.9.0.10/32", "dev", "out-peer"),  # the proxy
+            *((ns, "ip", "link", "set", link, "up") for ns, link in (
+                (host, "lo"), (host, "internal"), (host, "outside"),
+                (peer, "lo"), (peer, "in-peer"), (peer, "out-peer"),
+            )),
+            (host, "ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.2"),
+            (host, "ip", "route", "add", "10.9.0.10/32", "via", "192.0.2.2"),
+        ):  # fmt: skip
+            done = _netns(ns, *command)
+            assert done.returncode == 0, (command, done.stderr)
+
+        def connect(sender: str, target: str, wait: float) -> str:
+            argv = [*(as_user if sender == "user" else []), sys.executable, "-c", TCP_CONNECT]
+            sent = _netns(host, *argv, target, str(wait))
+            assert sent.returncode == 0, sent.stderr
+            return sent.stdout.strip()
+
+        # Before the table every target answers, for both senders.
+        before = {(s, t): connect(s, t, 5) for s, t, _ in checks}
+        assert set(before.values()) <= LEFT, before
+
+        loaded = _netns(host, "nft", "-f", str(rules))
+        assert loaded.returncode == 0, loaded.stderr
+        for sender, target, leaves in checks:
+            drops = _final_drops(host)
+            outcome = connect(sender, target, 5 if leaves else 1)
+            if leaves:
+                assert outcome in LEFT, (sender, target, outcome)
+            else:
+                assert outcome in DROPPED, (sender, target, outcome)
+                assert _final_drops(host) > drops, (sender, target)
+    finally:
+        for ns in (host, peer):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
 
 
 # -- torch.distributed/NCCL confined to the private interface --------------------------
@@ -229,7 +360,7 @@ def _two_node_rules(tmp: Path) -> tuple[str, str]:
     return (tmp / "root/gpu-0" / table).read_text(), (tmp / "root/gw" / table).read_text()
 
 
-def test_engine_distributed_ports_pass_only_on_the_private_interface(tmp_path):
+def test_engine_distributed_ports_pass_only_on_the_private_interface(tmp_path: Path) -> None:
     head, gateway = _two_node_rules(tmp_path)
     # The planner's --master-port (and --data-parallel-rpc-port, for DP plans) from this
     # node's own arguments.
@@ -252,7 +383,7 @@ def test_engine_distributed_ports_pass_only_on_the_private_interface(tmp_path):
     os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("ip"),
     reason="needs root, nft and ip (network namespaces)",
 )
-def test_distributed_traffic_leaves_only_through_the_private_interface(tmp_path):
+def test_distributed_traffic_leaves_only_through_the_private_interface(tmp_path: Path) -> None:
     head, _ = _two_node_rules(tmp_path)
     rules = tmp_path / "head.nft"
     rules.write_text(head, encoding="utf-8")
