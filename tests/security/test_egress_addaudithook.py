@@ -7,11 +7,6 @@ connects to that provider's address and port and to nothing else outside the eng
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,9 +19,9 @@ from appliance.db import create_db_engine, upgrade_database
 from appliance.gateway.services import utc_now
 from appliance.identity.apikeys import ApiKeyService
 from appliance.keys.deployment import deployment_secrets
-from tests.security.test_gateway_process import HOOKED_MAIN
 from tests.support.fake_provider import KEY, FakeProvider
 from tests.support.fake_vllm import SECRET
+from tests.support.processes import appliance_serve
 from tests.support.requests import CHAT, auth, chat_body
 from tests.support.servers import free_port
 
@@ -69,24 +64,7 @@ def run(
         ).secret  # fmt: skip
         engine.dispose()
         connects = tmp / "connects.jsonl"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-        log = tmp / "gateway.log"
-        process = subprocess.Popen(
-            [sys.executable, "-c", HOOKED_MAIN, str(connects), str(config)],
-            stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code < 500:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert process.poll() is None, log.read_text()[-2000:]
-                assert time.monotonic() < deadline, "gateway did not start"
-                time.sleep(0.2)
+        with appliance_serve(config, port, tmp / "gateway.log", connects=connects) as url:
             with httpx.Client(base_url=url, timeout=10) as client:
                 good = auth(key)
                 body = chat_body("gpt-echo@frontier")
@@ -95,12 +73,6 @@ def run(
                         "messages": [{"role": "user", "content": f"mail {EMAIL}"}]}  # fmt: skip
                 assert client.post(CHAT, json=body, headers=good).status_code == 200
                 assert client.post(CHAT, json=chat_body(), headers=good).status_code == 200
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
         lines = [json.loads(line) for line in connects.read_text().splitlines()]
         yield lines, provider
 

@@ -2,21 +2,15 @@
 of ordinary, streamed, failing and refused requests targets loopback only; its log
 carries no secret; raw HTTP smuggling and oversized headers are refused.
 
-The hook (``sys.addaudithook`` on ``socket.connect``) is installed before the gateway
-imports anything, so a connection made by any library (telemetry, a model hub, a DNS
-lookup) is recorded. uvloop is kept out of that process: libuv connects in C, where no
-audit hook sees it, so the run uses asyncio's own loop (same code paths above it)."""
+The hook (``sys.addaudithook`` on ``socket.connect``, tests.support.processes
+``HOOKED_SERVE``) is installed before the gateway imports anything, so a connection made
+by any library (telemetry, a model hub, a DNS lookup) is recorded."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,26 +25,9 @@ from appliance.gateway.services import utc_now
 from appliance.identity.apikeys import ApiKeyService
 from appliance.keys.deployment import deployment_secrets
 from tests.support.fake_vllm import SECRET
+from tests.support.processes import appliance_serve
 from tests.support.requests import CHAT, auth, chat_body
 from tests.support.servers import free_port
-
-HOOKED_MAIN = """
-import json, runpy, socket, sys
-out = open(sys.argv[1], "a", buffering=1)
-def hook(event, args):
-    if event == "socket.connect":
-        sock, address = args
-        host = address[0] if isinstance(address, tuple) else str(address)
-        port = address[1] if isinstance(address, tuple) else None
-        out.write(json.dumps({"family": int(sock.family), "host": host, "port": port}) + "\\n")
-    elif event == "socket.getaddrinfo":
-        name = args[0].decode() if isinstance(args[0], bytes) else args[0]
-        out.write(json.dumps({"getaddrinfo": name}) + "\\n")
-sys.addaudithook(hook)
-sys.modules["uvloop"] = None  # libuv connects in C, past the hook: use asyncio's loop
-sys.argv = ["appliance", "serve", "--config", sys.argv[2]]
-runpy.run_module("appliance.cli", run_name="__main__")
-"""
 
 
 @dataclass
@@ -99,32 +76,10 @@ def gateway_run(
     )
     engine.dispose()
     log, connects = tmp / "gateway.log", tmp / "connects.jsonl"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-    process = subprocess.Popen(
-        [sys.executable, "-c", HOOKED_MAIN, str(connects), str(config)],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "gateway did not start"
-            time.sleep(0.2)
+    with appliance_serve(config, port, log, connects=connects) as url:
         run = GatewayRun(url, port, key, [key, pepper, SECRET], log, connects)
         _traffic(run)
         yield run
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _traffic(run: GatewayRun) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["appliance_serve", "fake_vllm_process", "wait_until_answering"]
+__all__ = ["HOOKED_SERVE", "appliance_serve", "fake_vllm_process", "wait_until_answering"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,15 +65,45 @@ def fake_vllm_process(port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]
         _stop(process)
 
 
+# ``appliance serve`` under an audit hook that writes every connect (host, port) and
+# name lookup the process makes to a JSON-lines file. The hook is installed before the
+# gateway imports anything, so a connection made by any library is seen. uvloop is kept
+# out: libuv connects in C, where no audit hook sees it (asyncio's loop runs the same
+# code paths above it).
+HOOKED_SERVE = """
+import json, runpy, socket, sys
+out = open(sys.argv[1], "a", buffering=1)
+def hook(event, args):
+    if event == "socket.connect":
+        sock, address = args
+        host = address[0] if isinstance(address, tuple) else str(address)
+        port = address[1] if isinstance(address, tuple) else None
+        out.write(json.dumps({"family": int(sock.family), "host": host, "port": port}) + "\\n")
+    elif event == "socket.getaddrinfo":
+        name = args[0].decode() if isinstance(args[0], bytes) else args[0]
+        out.write(json.dumps({"getaddrinfo": name}) + "\\n")
+sys.addaudithook(hook)
+sys.modules["uvloop"] = None
+sys.argv = ["appliance", "serve", "--config", sys.argv[2]]
+runpy.run_module("appliance.cli", run_name="__main__")
+"""
+
+
 @contextmanager
-def appliance_serve(config: Path, port: int, log: Path) -> Iterator[str]:
+def appliance_serve(
+    config: Path, port: int, log: Path, *, connects: Path | None = None
+) -> Iterator[str]:
     """``appliance serve --config CONFIG`` (the database already migrated), its URL once
-    it answers. The environment's APPLIANCE_* settings are left out: the file decides."""
+    it answers. The environment's APPLIANCE_* settings are left out: the file decides.
+    ``connects``: run it under :data:`HOOKED_SERVE`, recording its connects there."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    if connects is None:
+        argv = [sys.executable, "-m", "appliance.cli", "serve", "--config", str(config)]
+    else:
+        argv = [sys.executable, "-c", HOOKED_SERVE, str(connects), str(config)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "serve", "--config", str(config)],
-        cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
+        argv, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_answering(f"{url}/healthz", process, log)
