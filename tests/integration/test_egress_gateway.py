@@ -24,6 +24,7 @@ from appliance.gateway import create_app
 from appliance.gateway.services import utc_now
 from appliance.settings.egress import ProviderSettings
 from tests.integration.conftest import GatewayHarness
+from tests.support.connect_proxy import ConnectProxy
 from tests.support.fake_provider import KEY, FakeProvider
 from tests.support.requests import CHAT, auth
 
@@ -297,3 +298,17 @@ def test_no_provider_means_no_client(harness) -> None:
         assert client.app.state.services.egress is None  # type: ignore[attr-defined]
         response = client.post(CHAT, json=ask("hi"), headers=auth(harness.user_key))
         assert response.status_code == 404
+
+
+def test_the_declared_egress_proxy_carries_the_call(harness, tmp_path, provider) -> None:
+    with ConnectProxy() as proxy:
+        egress = {"proxy_url": proxy.url, "proxy_cidrs": ["127.0.0.1/32"]}
+        harness.settings = egress_settings(harness.settings, tmp_path, provider, egress=egress)
+        provider.state.received.clear()
+        app = create_app(harness.settings, secrets=harness.secrets)
+        with TestClient(app) as client:
+            response = client.post(CHAT, json=ask("hello"), headers=team_key(harness))
+    assert response.status_code == 200, response.text
+    # The provider was reached through the proxy, by a TLS tunnel to its address.
+    assert proxy.targets == [f"127.0.0.1:{provider.port}"]
+    assert len(provider.state.received) == 1
