@@ -31,7 +31,9 @@ __all__ = [
 
 VECTORS = Path(__file__).parents[1] / "vectors" / "egress"
 DICTIONARIES = VECTORS / "dictionaries"
-SLOT = re.compile(r"\{([a-z_]+(?:\.[a-z_]+)?):([0-9]+)\}")
+SLOT = re.compile(r"\{([a-z_]+(?:\.[a-z_]+)?):([0-9]+)(?:\|([a-z]+))?\}")
+# A slot's optional |space: the value printed with typeset spaces between its groups.
+_TYPESET = {"nbsp": "\u00a0", "nnbsp": "\u202f", "thin": "\u2009"}
 # A leak of part of a value (a detector that stopped short) still shows this many
 # consecutive characters of it; shorter values are looked for whole.
 FRAGMENT = 8
@@ -89,8 +91,12 @@ def _render(value: Any, planted: list[Planted]) -> Any:
     if isinstance(value, str):
 
         def fill(slot: re.Match[str]) -> str:
-            detector, index = slot.group(1), int(slot.group(2))
+            detector, index, space = slot.group(1), int(slot.group(2)), slot.group(3)
             chosen = value_pools()[detector][index]
+            if space is not None:
+                if " " not in chosen:  # the slot would test nothing it says it does
+                    raise ValueError(f"{slot.group()}: {chosen!r} has no space to replace")
+                chosen = chosen.replace(" ", _TYPESET[space])
             planted.append(Planted(detector, chosen))
             return chosen
 

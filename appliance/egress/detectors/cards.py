@@ -1,5 +1,6 @@
-"""Payment card detector: 13-19 digits, single spaces or dashes allowed between digits,
-an issuer (IIN) prefix with a length that issuer uses, and the Luhn check.
+"""Payment card detector: 13-19 digits, a single space (or a no-break, narrow no-break or
+thin space) or dash allowed between digits, an issuer (IIN) prefix with a length that
+issuer uses, and the Luhn check.
 
 A run of digit groups longer than a card (a card followed by a year, an order number
 before it) is searched window by window on group boundaries, longest window first.
@@ -15,7 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from appliance.egress.detectors.base import Span
-from appliance.egress.detectors.boundaries import NUMBER_END, NUMBER_START
+from appliance.egress.detectors.boundaries import (
+    GROUP_SPACES,
+    NUMBER_END,
+    NUMBER_START,
+    drop_group_spaces,
+)
 from appliance.egress.detectors.checksums import luhn
 from appliance.egress.levels import Classification
 
@@ -53,7 +59,7 @@ _IIN_RANGES: tuple[tuple[str, str, str, frozenset[int]], ...] = (
 )
 
 # A run of digit groups; possessive, so a failed run is never re-split by the engine.
-_RUN = re.compile(NUMBER_START + r"[0-9]++(?:[ -][0-9]++)*+" + NUMBER_END)
+_RUN = re.compile(f"{NUMBER_START}[0-9]++(?:[{GROUP_SPACES}-][0-9]++)*+{NUMBER_END}")
 _GROUP = re.compile(r"[0-9]+")
 _MIN_DIGITS, _MAX_DIGITS = 13, 19
 
@@ -77,7 +83,7 @@ def _lengths_for_prefix(prefix: str) -> frozenset[int]:
 
 def is_valid_card(value: str) -> bool:
     """A plausible card number: 13-19 digits, a known IIN for that length, Luhn."""
-    digits = value.replace(" ", "").replace("-", "")
+    digits = drop_group_spaces(value).replace("-", "")
     return (
         _MIN_DIGITS <= len(digits) <= _MAX_DIGITS
         and digits.isascii()

@@ -7,9 +7,16 @@ matches case-insensitively as a whole word: ``Falcon`` matches ``falcon's`` and
 ``FALCON`` but not ``Falconry`` or ``falcon_v2``. Multi-word terms match with the same
 spacing as written.
 
-Matching indexes the terms by their first word and then by length, so a scan costs one
-pass over the words of the text plus one set lookup per distinct term length sharing
-that first word, whatever the number of terms.
+Japanese, Chinese and Korean put no space between words, so "whole word" means nothing
+there: an edge of a term that is a character of those scripts (see
+:mod:`~appliance.egress.detectors.boundaries`) matches anywhere (``東京精密`` in
+``東京精密の担当者``, ``青龍`` in ``青龍計画``), and such a character next to a Latin term
+is a boundary (``Falcon`` in ``プロジェクトFalconの``).
+
+Matching indexes the terms by their key (first word, or first character when the term
+starts in a script without spaces) and then by length, so a scan costs one pass over
+the keys of the text plus one set lookup per distinct term length sharing that key,
+whatever the number of terms.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from appliance.egress.detectors.base import Span
+from appliance.egress.detectors.boundaries import UNSPACED, WORD, is_word_char
 from appliance.egress.levels import Classification
 
 __all__ = ["SiteDictionary", "parse_terms"]
 
 _WORD = re.compile(r"\w+")
+# Where a term may start: a word of a spaced script, or any one character of the others.
+_KEY = re.compile(f"{WORD}+|[{UNSPACED}]")
 
 
 def parse_terms(text: str) -> tuple[str, ...]:
@@ -46,11 +56,11 @@ _Index = Mapping[str, tuple[tuple[int, frozenset[str]], ...]]
 
 
 def _index(terms: Iterable[str]) -> _Index:
-    """First word (lower case) -> (length, terms of that length), longest first."""
+    """Key (lower case) -> (length, terms of that length), longest first."""
     by_first: dict[str, dict[int, set[str]]] = {}
     for term in terms:
-        first = _WORD.match(term)
-        if first is None:
+        first = _KEY.match(term)
+        if first is None or _WORD.match(term) is None:
             raise ValueError(f"term {term!r} must start with a letter or digit")
         lowered = term.lower()
         by_length = by_first.setdefault(first.group().lower(), {})
@@ -76,10 +86,10 @@ class SiteDictionary:
     terms: tuple[str, ...] = field(repr=False)
     level: Classification = Classification.CONFIDENTIAL
     label: str = "TERM"
-    _by_first_word: _Index = field(init=False, repr=False, compare=False)
+    _by_key: _Index = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_by_first_word", _index(self.terms))
+        object.__setattr__(self, "_by_key", _index(self.terms))
 
     @classmethod
     def parse(
@@ -94,23 +104,22 @@ class SiteDictionary:
         return cls(name=name, terms=parse_terms(text), level=level, label=label)
 
     def find(self, text: str) -> Iterator[Span]:
-        index = self._by_first_word
+        index = self._by_key
         if not index:
             return
-        for word in _WORD.finditer(text):
-            candidates = index.get(word.group().lower())
+        # A key of the text starts where a term may: not inside a Latin word.
+        for key in _KEY.finditer(text):
+            candidates = index.get(key.group().lower())
             if candidates is None:
                 continue
-            start = word.start()
+            start = key.start()
             for length, group in candidates:
                 end = start + length
                 if text[start:end].lower() not in group:
                     continue
-                if end < len(text) and _is_word_char(text[end - 1]) and _is_word_char(text[end]):
+                # Only a term ending in a letter or digit of a spaced script can end
+                # inside a longer word; one ending in kanji or kana ends anywhere.
+                if end < len(text) and is_word_char(text[end - 1]) and is_word_char(text[end]):
                     continue
                 yield start, end
                 break
-
-
-def _is_word_char(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"

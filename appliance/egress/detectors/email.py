@@ -5,6 +5,12 @@ TLD) is alphabetic or an IDNA ``xn--`` label.
 Found by a possessive pattern and checked in Python, so the work is linear in the text.
 A trailing dot or hyphen (end of a sentence) and a leading apostrophe (a quotation
 mark) are left out of the span.
+
+Japanese, Chinese and Korean prose has no space around an address
+(``連絡先はtanaka.taro@example.jpです``), so a character of those scripts ends the local
+part and the domain like a space would. A local part written in those scripts
+(RFC 6531, ``田中@example.jp``) cannot be told apart from the sentence before it: it is
+taken whole, up to 64 characters, over-matching rather than letting it out.
 """
 
 from __future__ import annotations
@@ -14,12 +20,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from appliance.egress.detectors.base import Span
+from appliance.egress.detectors.boundaries import UNSPACED, WORD
 from appliance.egress.levels import Classification
 
 __all__ = ["EmailDetector", "is_valid_email"]
 
+_LOCAL = rf"(?:{WORD}|[.%+'-])"  # a local-part character of a spaced script
 _CANDIDATE = re.compile(
-    r"(?<![\w.%+'-])(?P<local>[\w.%+'-]{1,64}+)@(?P<domain>[A-Za-z0-9.-]{1,253}+)(?![\w@])"
+    rf"(?<!{_LOCAL})(?P<local>"
+    # Latin, digits and the like: a CJK character before it is a boundary, so the
+    # address starts after the sentence (連絡先はtanaka.taro@...).
+    rf"{_LOCAL}{{1,64}}+"
+    # Ending in a CJK character (RFC 6531, 田中@...): the whole run of word characters,
+    # as no boundary can be seen; a run ending in Latin is left to the branch above.
+    rf"|[\w.%+'-]{{1,64}}+(?<=[{UNSPACED}])"
+    rf")@(?P<domain>[A-Za-z0-9.-]{{1,253}}+)(?!{WORD}|@)"
 )
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _TLD = re.compile(r"[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59}")
@@ -50,6 +65,8 @@ class EmailDetector:
     level: Classification = Classification.INTERNAL
 
     def find(self, text: str) -> Iterator[Span]:
+        if "@" not in text:  # most text; spares the pattern's walk over CJK runs
+            return
         for match in _CANDIDATE.finditer(text):
             # An apostrophe may sit inside a local part (o'brien@) but one before it is
             # a quotation mark ('jane@example.com'); so are trailing dots and hyphens.

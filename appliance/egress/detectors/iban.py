@@ -2,7 +2,8 @@
 MOD 97-10 check digits.
 
 Accepted forms: compact (``DE89370400440532013000``) and the printed form in groups of
-four separated by single spaces (``DE89 3704 0044 0532 0130 00``), either case.
+four separated by single spaces (``DE89 3704 0044 0532 0130 00``), either case; a
+no-break, narrow no-break or thin space may stand for any of those spaces.
 Lengths: the SWIFT IBAN Registry, for every SEPA country and the other
 registered countries listed below; a country not in the table is not detected.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from appliance.egress.detectors.base import Span
+from appliance.egress.detectors.boundaries import GROUP_SPACE, drop_group_spaces
 from appliance.egress.detectors.checksums import iban_mod97
 from appliance.egress.levels import Classification
 
@@ -45,7 +47,9 @@ _ALNUM = "[A-Za-z0-9]"
 def _bban_pattern(length: int) -> re.Pattern[str]:
     """Compact, or groups of four after a space (the first group follows the check digits)."""
     groups, rest = divmod(length, 4)
-    spaced = f"(?: {_ALNUM}{{4}}){{{groups}}}" + (f" {_ALNUM}{{{rest}}}" if rest else "")
+    spaced = f"(?:{GROUP_SPACE}{_ALNUM}{{4}}){{{groups}}}"
+    if rest:
+        spaced += f"{GROUP_SPACE}{_ALNUM}{{{rest}}}"
     return re.compile(f"(?:{_ALNUM}{{{length}}}|{spaced})(?!{_ALNUM})")
 
 
@@ -55,7 +59,7 @@ _BBAN = MappingProxyType({n - 4: _bban_pattern(n - 4) for n in set(IBAN_LENGTHS.
 def is_valid_iban(value: str) -> bool:
     """A compact or printed IBAN with a known country, its registry length and valid
     check digits."""
-    compact = value.replace(" ", "").upper()
+    compact = drop_group_spaces(value).upper()
     length = IBAN_LENGTHS.get(compact[:2])
     return length is not None and len(compact) == length and iban_mod97(compact)
 

@@ -10,6 +10,10 @@ Built in (sources of the rules in each spec's ``reference``):
 - ``us_ssn`` (US): ``AAA-GG-SSSS``; area not 000, 666, 9xx; group not 00; serial not 0000;
 - ``nl_bsn`` (NL): 9 digits passing the 11-proof.
 
+Where a spec allows a space between groups, a no-break, narrow no-break or thin space
+counts as one; kanji and kana next to a number are a boundary like a space
+(:mod:`~appliance.egress.detectors.boundaries`).
+
 Adding a country is adding a spec: ``DEFAULT_NATIONAL_IDS.register(spec)`` returns a new
 registry.
 """
@@ -22,7 +26,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from appliance.egress.detectors.base import RegexDetector
-from appliance.egress.detectors.boundaries import NUMBER_END, NUMBER_START
+from appliance.egress.detectors.boundaries import (
+    GROUP_SPACE,
+    NUMBER_END,
+    NUMBER_START,
+    drop_group_spaces,
+)
 from appliance.egress.detectors.checksums import bsn_11_proof, iso7064_mod11_10, nir_key_valid
 from appliance.egress.levels import Classification
 
@@ -38,10 +47,17 @@ __all__ = [
 ]
 
 
-def _compact(value: str, separators: str = " .-") -> str:
+def _compact(value: str, separators: str = ".-") -> str:
+    """``value`` upper-cased, without group spaces (:data:`GROUP_SPACE`) and ``separators``."""
+    value = drop_group_spaces(value)
     for ch in separators:
         value = value.replace(ch, "")
     return value.upper()
+
+
+def _spaced(pattern: str) -> str:
+    """``pattern`` with each ``_`` standing for a group space (:data:`GROUP_SPACE`)."""
+    return pattern.replace("_", GROUP_SPACE)
 
 
 def is_valid_steuer_id(value: str) -> bool:
@@ -67,7 +83,7 @@ _NINO = re.compile(r"[A-Z]{2}[0-9]{6}[A-D]")
 
 def is_valid_nino(value: str) -> bool:
     """UK National Insurance number, format rules of HMRC NIM39110."""
-    number = _compact(value, " ")
+    number = _compact(value, "")
     return (
         _NINO.fullmatch(number) is not None
         and number[0] in _NINO_FIRST
@@ -80,12 +96,12 @@ def is_valid_nino(value: str) -> bool:
 _SSN_VOIDED = frozenset({"078051120", "219099999"})
 
 
-_SSN = re.compile(r"([0-9]{3})([- ]?)([0-9]{2})\2([0-9]{4})")
+_SSN = re.compile(_spaced(r"([0-9]{3})((?:-|_)?)([0-9]{2})\2([0-9]{4})"))
 
 
 def is_valid_ssn(value: str) -> bool:
     """US Social Security number, format rules (SSA; no check digit exists); written
-    compact or with the same separator (dash or space) twice."""
+    compact or with the same separator (dash or a group space) twice."""
     match = _SSN.fullmatch(value)
     if match is None:
         return False
@@ -154,7 +170,8 @@ class NationalIdRegistry:
 
 
 def _number(body: str) -> re.Pattern[str]:
-    return re.compile(f"{NUMBER_START}(?:{body}){NUMBER_END}")
+    """A number written as ``body`` (``_`` for a group space), between number boundaries."""
+    return re.compile(f"{NUMBER_START}(?:{_spaced(body)}){NUMBER_END}")
 
 
 DEFAULT_NATIONAL_IDS = NationalIdRegistry(
@@ -163,7 +180,7 @@ DEFAULT_NATIONAL_IDS = NationalIdRegistry(
             country="DE",
             name="de_steuer_id",
             # Printed compact or as "12 345 678 901".
-            pattern=_number(r"[1-9][0-9](?:[ ]?[0-9]{3}){3}"),
+            pattern=_number(r"[1-9][0-9](?:_?[0-9]{3}){3}"),
             validate=is_valid_steuer_id,
             reference="§ 139b AO; BZSt; ISO 7064 MOD 11,10",
         ),
@@ -172,8 +189,7 @@ DEFAULT_NATIONAL_IDS = NationalIdRegistry(
             name="fr_nir",
             # "1 84 12 76 451 089 46": sex, year, month, department (2A/2B), commune, order, key.
             pattern=_number(
-                r"[1-478][ ]?[0-9]{2}[ ]?[0-9]{2}[ ]?(?:[0-9]{2}|2[ABab])[ ]?[0-9]{3}[ ]?[0-9]{3}"
-                r"[ ]?[0-9]{2}"
+                r"[1-478]_?[0-9]{2}_?[0-9]{2}_?(?:[0-9]{2}|2[ABab])_?[0-9]{3}_?[0-9]{3}_?[0-9]{2}"
             ),
             validate=is_valid_nir,
             reference="INSEE, NIR key = 97 - (NIR mod 97)",
@@ -182,7 +198,7 @@ DEFAULT_NATIONAL_IDS = NationalIdRegistry(
             country="GB",
             name="gb_nino",
             pattern=re.compile(
-                r"(?<![A-Za-z0-9])[A-Z]{2}(?:[ ]?[0-9]{2}){3}[ ]?[A-D](?![A-Za-z0-9])"
+                _spaced(r"(?<![A-Za-z0-9])[A-Z]{2}(?:_?[0-9]{2}){3}_?[A-D](?![A-Za-z0-9])")
             ),
             validate=is_valid_nino,
             reference="HMRC National Insurance Manual NIM39110",
@@ -192,7 +208,7 @@ DEFAULT_NATIONAL_IDS = NationalIdRegistry(
             name="us_ssn",
             # Written with dashes (or spaces), the same separator twice; a bare 9-digit
             # run is too common to call an SSN.
-            pattern=_number(r"[0-9]{3}(?P<sep>[- ])[0-9]{2}(?P=sep)[0-9]{4}"),
+            pattern=_number(r"[0-9]{3}(?P<sep>-|_)[0-9]{2}(?P=sep)[0-9]{4}"),
             validate=is_valid_ssn,
             reference="SSA, SSN randomization (2011); area/group/serial exclusions",
         ),

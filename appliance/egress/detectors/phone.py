@@ -11,6 +11,10 @@ What counts as a phone number (and what does not):
 - North American: ``(415) 555-2671``, ``415-555-2671``, ``1-800-555-0199`` with the
   NANP rules (area code and exchange start with 2-9).
 
+A space may also be a no-break, narrow no-break or thin space. Japanese, Chinese or
+Korean text right before or after a number is a boundary (``電話番号は+81 3 1234 5678まで``);
+a Latin letter or digit there is not.
+
 Not matched: bare digit runs without ``+`` (order numbers, amounts, years, IDs),
 dates such as ``01.02.2024`` or ``2024-01-02``, times, version numbers.
 """
@@ -22,22 +26,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from appliance.egress.detectors.base import Span
+from appliance.egress.detectors.boundaries import DIGIT, GROUP_SPACE, GROUP_SPACES, WORD
 from appliance.egress.levels import Classification
 
 __all__ = ["PhoneDetector"]
 
-_SEP = r"(?:[ .\-/]|[ ]?\(0\)[ ]?|[ ]?\(\d{1,5}\)[ ]?)"
-_START = r"(?<![\w+.,/-])"
-_END = r"(?!\w)(?![.,/-]?\d)"
+_S = GROUP_SPACE
+_SEP = rf"(?:[{GROUP_SPACES}.\-/]|{_S}?\(0\){_S}?|{_S}?\(\d{{1,5}}\){_S}?)"
+_START = rf"(?<!{WORD})(?<![+.,/-])"
+_END = rf"(?!{WORD})(?![.,/-]?{DIGIT})"
 
 # Possessive throughout: each candidate is consumed once, never re-split on failure.
 _INTERNATIONAL = re.compile(_START + r"(?:\+|00)(?=[1-9])[0-9]++(?:" + _SEP + r"[0-9]++)*+" + _END)
 _NATIONAL = re.compile(
-    _START + r"(?:\(0[1-9][0-9]{0,4}\)[ ]?|0(?=[1-9]))[0-9]*+(?:" + _SEP + r"[0-9]++)*+" + _END
+    _START + rf"(?:\(0[1-9][0-9]{{0,4}}\){_S}?|0(?=[1-9]))[0-9]*+(?:{_SEP}[0-9]++)*+" + _END
 )
+_NANP_SEP = rf"[{GROUP_SPACES}.-]"
 _NANP = re.compile(
     _START
-    + r"(?:1[ .-])?(?:\([2-9][0-9]{2}\)[ ]?|[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}"
+    + rf"(?:1{_NANP_SEP})?(?:\([2-9][0-9]{{2}}\){_S}?|[2-9][0-9]{{2}}{_NANP_SEP})"
+    + rf"[2-9][0-9]{{2}}{_NANP_SEP}[0-9]{{4}}"
     + _END
 )
 _DATE = re.compile(r"\(?\d{1,2}[./-]\d{1,2}[./-](?:19|20)\d{2}(?!\d)")

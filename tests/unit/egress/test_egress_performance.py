@@ -54,6 +54,16 @@ HOSTILE = [
     "⟦",
     "⟦EMAIL_",
     "project ",
+    # Scripts without spaces: every character is a boundary and a dictionary key.
+    "漢",
+    "東京",
+    "漢a@",
+    "田中@",
+    "4漢",
+    "+1漢",
+    # Typeset group spaces.
+    "4\u00a0",
+    "DE89\u202f",
 ]
 
 
@@ -63,8 +73,10 @@ def fill(unit: str) -> str:
 
 @pytest.fixture(scope="module")
 def big_scanner() -> Scanner:
-    terms = tuple(f"project {i}" for i in range(10_000)) + tuple(
-        f"customer{i}" for i in range(10_000)
+    terms = (
+        tuple(f"project {i}" for i in range(10_000))
+        + tuple(f"customer{i}" for i in range(10_000))
+        + tuple(f"東京{i}号" for i in range(10_000))
     )
     return build_scanner(ScannerConfig(dictionaries=(SiteDictionary("dictionary.big", terms),)))
 

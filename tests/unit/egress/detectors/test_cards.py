@@ -64,3 +64,28 @@ def test_mutations_are_rejected(vector: dict[str, str]) -> None:
 )
 def test_boundaries(text: str, expected: list[str]) -> None:
     assert found(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("カード番号4242424242424242で支払いました。", ["4242424242424242"]),
+        ("卡号：4111-1111-1111-1111。", ["4111-1111-1111-1111"]),  # noqa: RUF001
+        ("카드4242 4242 4242 4242입니다", ["4242 4242 4242 4242"]),
+        ("番号x4242424242424242で", []),  # a Latin letter glued before
+        ("番号4242424242424242abcで", []),  # or after
+        ("番号1.4242424242424242で", []),  # inside a decimal number
+    ],
+)
+def test_boundaries_against_text_without_spaces(text: str, expected: list[str]) -> None:
+    assert found(text) == expected
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u202f", "\u2009"], ids=["nbsp", "nnbsp", "thin"])
+def test_typeset_spaces_separate_groups(space: str) -> None:
+    number = grouped("4242424242424242", space)
+    assert is_valid_card(number)
+    assert found(f"carte{space}: {number}.") == [number]
+    mixed = f"4242{space}4242 4242-4242"
+    assert found(f"carte {mixed}") == [mixed]
+    assert found(f"carte 4242{space}{space}4242 4242 4242") == []  # two spaces: two numbers

@@ -71,3 +71,32 @@ def test_printed_iban_followed_by_more_groups_stops_at_its_length() -> None:
 def test_several_in_one_text() -> None:
     text = "from NL91ABNA0417164300 to BE68 5390 0754 7034 and GB29NWBK60161331926819."
     assert found(text) == ["NL91ABNA0417164300", "BE68 5390 0754 7034", "GB29NWBK60161331926819"]
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u202f", "\u2009"], ids=["nbsp", "nnbsp", "thin"])
+@pytest.mark.parametrize("vector", VECTORS["valid"], ids=lambda v: v["value"])
+def test_typeset_spaces_separate_groups(vector: dict[str, str], space: str) -> None:
+    typeset = vector["value"].replace(" ", space)
+    assert is_valid_iban(typeset)
+    assert found(f"IBAN{space}: {typeset}.") == [typeset]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "振込先はDE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000です",
+            ["DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000"],
+        ),
+        ("口座DE89370400440532013000へ", ["DE89370400440532013000"]),
+        (
+            "DE89 3704\u00a00044\u202f0532\u20090130 00",
+            ["DE89 3704\u00a00044\u202f0532\u20090130 00"],
+        ),
+        ("DE89\u00a0\u00a03704 0044 0532 0130 00", []),  # two spaces
+        ("DE89\u00a037040044 0532 0130 00", []),  # irregular grouping
+        ("XDE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000", []),  # glued to a word
+    ],
+)
+def test_typeset_and_cjk_surroundings(text: str, expected: list[str]) -> None:
+    assert found(text) == expected

@@ -94,3 +94,36 @@ def test_register_is_pluggable_and_rejects_duplicates() -> None:
         registry.register(spec)
     with pytest.raises(ValueError, match="twice"):
         NationalIdRegistry((spec, spec))
+
+
+@pytest.mark.parametrize(("name", "value"), VALID, ids=[f"{n}:{v}" for n, v in VALID])
+def test_valid_against_text_without_spaces(name: str, value: str) -> None:
+    assert found(name, f"社会保障番号{value}を確認。") == [value]
+    assert found(name, f"번호{value}입니다") == [value]
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u202f", "\u2009"], ids=["nbsp", "nnbsp", "thin"])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(n, v) for n, v in VALID if " " in v],
+    ids=[f"{n}:{v}" for n, v in VALID if " " in v],
+)
+def test_typeset_spaces_separate_groups(name: str, value: str, space: str) -> None:
+    typeset = value.replace(" ", space)
+    assert SPECS[name].validate(typeset)
+    assert found(name, f"numéro{space}: {typeset}.") == [typeset]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("us_ssn", "番号x536-90-4399を"),  # a Latin letter glued before
+        ("us_ssn", "番号536-90-4399xを"),  # or after
+        ("us_ssn", "番号536-90\u00a04399を"),  # two different separators
+        ("de_steuer_id", "番号365742618091を"),  # part of a longer number
+        ("nl_bsn", "番号1111222333を"),
+        ("gb_nino", "番号XAB123456Cを"),
+    ],
+)
+def test_not_found_against_text_without_spaces(name: str, text: str) -> None:
+    assert found(name, text) == []

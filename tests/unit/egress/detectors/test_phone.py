@@ -75,3 +75,41 @@ def test_phone_numbers(number: str) -> None:
 )
 def test_not_phone_numbers(text: str) -> None:
     assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("電話番号は+81 3 1234 5678までお願いします。", ["+81 3 1234 5678"]),
+        ("電話：03-1234-5678。", ["03-1234-5678"]),  # noqa: RUF001
+        ("请拨打+86 10 1234 5678联系", ["+86 10 1234 5678"]),
+        ("전화+82 2 312 3456번으로", ["+82 2 312 3456"]),
+        ("ＴＥＬ(415) 555-0132。", ["(415) 555-0132"]),  # full-width letters before  # noqa: RUF001
+    ],
+)
+def test_numbers_against_text_without_spaces(text: str, expected: list[str]) -> None:
+    assert found(text) == expected
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u202f", "\u2009"], ids=["nbsp", "nnbsp", "thin"])
+@pytest.mark.parametrize(
+    "number", ["06 12 34 56 78", "+33 1 23 45 67 89", "+49 (0)30 1234567", "(415) 555-0132"]
+)
+def test_typeset_spaces_separate_groups(number: str, space: str) -> None:
+    typeset = number.replace(" ", space)
+    assert found(f"Appelez le{space}{typeset}.") == [typeset]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "+81 3 1234 5678x",  # a Latin letter glued after
+        "tel+49 30 1234567",  # or before
+        "ref+49 30 1234567番",
+        "電話+81 3 1234 5678 9012 3456 7890",  # more than 15 digits, CJK or not
+        "+49\u00a0\u00a030 1234567",  # two spaces are no group separator
+        "日付01.02.2024まで",  # still a date
+    ],
+)
+def test_not_phone_numbers_around_text_without_spaces(text: str) -> None:
+    assert found(text) == []
