@@ -70,6 +70,7 @@ __all__ = [
     "TcoSettings",
     "TelemetrySettings",
     "UpstreamSettings",
+    "export_config_file",
     "load_settings",
     "masked_settings",
     "process_environment",
@@ -113,6 +114,19 @@ class Settings(BaseSettings):
     )
 
     _providers = field_validator("external_providers")(validate_providers)
+
+    @model_validator(mode="after")
+    def _workers_share_limits(self) -> Settings:
+        """Several gateway workers count limits together only in Redis: in memory each
+        would grant the whole quota again (appliance/gateway/worker_count.py)."""
+        workers, limits = self.gateway.workers, self.limits
+        if workers != "auto" and workers > 1 and limits.enabled and limits.store == "memory":
+            raise ValueError(
+                f"gateway.workers: {workers} needs limits.store: redis (limits counted in "
+                "memory would be granted once per worker); set limits.store or "
+                "gateway.workers: 1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _engines_apart(self) -> Settings:
@@ -211,6 +225,12 @@ def _format_error(error: ValidationError, source: str) -> str:
         key = ".".join(str(part) for part in item["loc"]) or "(root)"
         problems.append(f"{key}: {item['msg']}")
     return f"invalid configuration ({source}): " + "; ".join(problems)
+
+
+def export_config_file(config_file: Path) -> None:
+    """Name ``config_file`` in this process's environment, so processes it spawns (the
+    gateway's workers) read the same file through :func:`load_settings`."""
+    os.environ[CONFIG_FILE_ENV] = str(config_file.resolve())
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

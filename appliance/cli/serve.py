@@ -14,4 +14,4 @@ def serve(config: ConfigOption = None) -> None:
     settings = settings_from(config)
     enforce_floor(RetentionPolicy.from_settings(settings.audit.retention))  # before "on"
     console.print(f"gateway on {gateway_url(settings)}")
-    run_gateway(settings)
+    run_gateway(settings, config_file=config)

@@ -49,7 +49,7 @@ def up(config: ConfigOption = None) -> None:
                 admin.secret,
             ]
         console.print(Panel("\n".join(lines), title="appliance is up", expand=False))
-        run_gateway(settings, secrets)
+        run_gateway(settings, secrets, config_file=config)
     except KeyboardInterrupt:
         pass
     finally:

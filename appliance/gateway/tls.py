@@ -4,6 +4,7 @@ client-certificate verification, and HSTS on every HTTPS response."""
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -11,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.config import Settings
 
-__all__ = ["CIPHERS", "HstsMiddleware", "gateway_server_config", "harden"]
+__all__ = ["CIPHERS", "HstsMiddleware", "gateway_server_config", "harden", "hardened_context"]
 
 # TLS 1.2 suites with forward secrecy and AEAD only; TLS 1.3 suites are all modern.
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -24,8 +25,17 @@ def harden(context: ssl.SSLContext) -> ssl.SSLContext:
     return context
 
 
+def hardened_context(
+    config: uvicorn.Config, default: Callable[[], ssl.SSLContext]
+) -> ssl.SSLContext:
+    """uvicorn's ``ssl_context_factory``: its context, hardened. A module-level
+    function so that worker processes (which load their config anew) harden too."""
+    return harden(default())
+
+
 def gateway_server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
-    """A loaded uvicorn config; HTTPS when ``gateway.tls_cert_file`` is set."""
+    """A uvicorn config; HTTPS when ``gateway.tls_cert_file`` is set. Loaded here for
+    one process; with ``workers > 1`` (``app`` an import string) each worker loads it."""
     gateway = settings.gateway
     tls: dict[str, Any] = {}
     if gateway.tls_cert_file is not None:
@@ -33,14 +43,14 @@ def gateway_server_config(app: Any, settings: Settings, **options: Any) -> uvico
             "ssl_certfile": str(gateway.tls_cert_file),
             "ssl_keyfile": str(gateway.tls_key_file),
             "ssl_ciphers": CIPHERS,
+            "ssl_context_factory": hardened_context,
         }
         if gateway.tls_client_ca_file is not None:
             tls["ssl_ca_certs"] = str(gateway.tls_client_ca_file)
             tls["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
     config = uvicorn.Config(app, host=gateway.host, port=gateway.port, **tls, **options)
-    config.load()
-    if config.ssl is not None:
-        harden(config.ssl)
+    if not config.use_subprocess:
+        config.load()
     return config
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from appliance.db.tables import api_keys
 from appliance.identity.principal import AuthMethod, Principal
@@ -175,6 +175,12 @@ class ApiKeyService:
                 .values(revoked_at=_to_utc(now))
             )
             return bool(result.rowcount)
+
+    def revocations(self) -> int:
+        """How many keys were ever revoked: a version of the revocation state, since a
+        key is never un-revoked or deleted (every process's caches compare it)."""
+        with self._engine.connect() as connection:
+            return int(connection.execute(select(func.count(api_keys.c.revoked_at))).scalar_one())
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
         """The stored key with this id (active or not), or None."""

@@ -90,6 +90,12 @@ class EngineTlsSettings(Section):
 class GatewaySettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int | Literal["auto"] = Field(
+        default="auto",
+        description="Gateway worker processes on this host. auto: the usable cores, but 1 "
+        "when limits.store is memory or the database is SQLite; more than 1 needs "
+        "limits.store: redis when limits are set (docs/operations.md)",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_json_depth: int = Field(
         default=64, ge=2, le=900, description="Deepest nesting of a request body (400 beyond)"
@@ -131,6 +137,13 @@ class GatewaySettings(Section):
         default=None, description="Verify client certificates signed by this CA when sent"
     )
     hsts_max_age_s: int = Field(default=31_536_000, ge=0, description="HSTS on HTTPS; 0: off")
+
+    @field_validator("workers")
+    @classmethod
+    def _at_least_one(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("gateway.workers is auto or at least 1")
+        return value
 
     @model_validator(mode="after")
     def _tls_pair(self) -> GatewaySettings:

@@ -16,6 +16,7 @@
 {{- $gateway := $config.gateway | default dict -}}
 {{- $_ := set $gateway "host" "0.0.0.0" -}}
 {{- $_ := set $gateway "port" (int .Values.gateway.port) -}}
+{{- $_ := set $gateway "workers" (ternary "auto" (int .Values.gateway.workers) (eq (toString .Values.gateway.workers) "auto")) -}}
 {{- $upstreams := list (dict "model" .Values.engine.model.servedModelName "url" (include "appliance.engine.url" .)) -}}
 {{- if .Values.embeddingEngine.enabled -}}
 {{- $upstreams = append $upstreams (dict "model" .Values.embeddingEngine.model.servedModelName "url" (include "appliance.embeddingEngine.url" .) "kind" "embedding") -}}
