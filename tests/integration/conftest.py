@@ -66,6 +66,28 @@ def make_settings(tmp_path: Path, upstream_url: str, **gateway: object) -> Setti
     )
 
 
+def migrated_settings(tmp_path: Path, upstream_url: str, database_url: str) -> Settings:
+    """:func:`make_settings` on ``database_url`` (SQLite or PostgreSQL), migrated."""
+    settings = make_settings(tmp_path, upstream_url)
+    settings.database.url = database_url
+    engine = create_db_engine(database_url)
+    upgrade_database(engine)
+    engine.dispose()
+    return settings
+
+
+def new_key(settings: Settings, roles: list[str], *, team: str | None = None) -> str:
+    """A new API key's secret in the settings' database (the harness's pepper)."""
+    engine = create_db_engine(settings.database_url)
+    try:
+        service = ApiKeyService(engine, PEPPER)
+        return service.create(
+            name="t", owner="tester", roles=roles, models=None, now=utc_now(), team=team
+        ).secret
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def harness(tmp_path: Path, fake_vllm: tuple[str, FakeState]) -> GatewayHarness:
     url, state = fake_vllm

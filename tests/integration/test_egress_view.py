@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,10 @@ from appliance.audit.store import SearchFilter, SqlAuditStore
 from appliance.audit.wiring import open_audit_log
 from appliance.cli.main import app as cli_app
 from appliance.config import Settings
-from appliance.db import create_db_engine, upgrade_database
+from appliance.db import create_db_engine
 from appliance.gateway import create_app
-from appliance.identity.apikeys import ApiKeyService
 from appliance.keys.deployment import DeploymentSecrets
-from tests.integration.conftest import PEPPER, make_settings
+from tests.integration.conftest import PEPPER, migrated_settings, new_key
 from tests.support.egress_calls import KINDS, external_call, inhouse_call
 from tests.support.fake_vllm import SECRET, FakeState
 from tests.support.requests import auth
@@ -40,26 +38,8 @@ VIEW = "/ui/api/audit/egress"
 
 
 @pytest.fixture
-def settings(
-    tmp_path: Path, fake_vllm: tuple[str, FakeState], database_url: str
-) -> Iterator[Settings]:
-    settings = make_settings(tmp_path, fake_vllm[0])
-    settings.database.url = database_url
-    engine = create_db_engine(database_url)
-    upgrade_database(engine)
-    engine.dispose()
-    yield settings
-
-
-def new_key(settings: Settings, roles: list[str]) -> str:
-    engine = create_db_engine(settings.database_url)
-    try:
-        service = ApiKeyService(engine, PEPPER)
-        return service.create(
-            name="t", owner="tester", roles=roles, models=None, now=datetime.now(UTC)
-        ).secret
-    finally:
-        engine.dispose()
+def settings(tmp_path: Path, fake_vllm: tuple[str, FakeState], database_url: str) -> Settings:
+    return migrated_settings(tmp_path, fake_vllm[0], database_url)
 
 
 def seed(log: AuditLog, start: datetime) -> list[AuditRecord]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,13 @@ from appliance.audit.store import SearchFilter, SqlAuditStore
 from appliance.audit.verify import verify_log
 from appliance.audit.wiring import open_audit_log
 from appliance.config import Settings
-from appliance.db import create_db_engine, upgrade_database
+from appliance.db import create_db_engine
 from appliance.errors import ConfigurationError
 from appliance.gateway import create_app
 from appliance.identity.apikeys import ApiKeyService
 from appliance.keys.deployment import DeploymentSecrets
 from appliance.settings.audit import AuditSettings
-from tests.integration.conftest import PEPPER, make_settings
+from tests.integration.conftest import PEPPER, migrated_settings, new_key
 from tests.support.audit import content_record
 from tests.support.fake_vllm import SECRET, FakeState
 from tests.support.requests import CHAT, auth, chat_body
@@ -48,27 +47,12 @@ def with_retention(settings: Settings, **retention: Any) -> Settings:
 
 
 @pytest.fixture
-def settings(
-    tmp_path: Path, fake_vllm: tuple[str, FakeState], database_url: str
-) -> Iterator[Settings]:
-    settings = make_settings(tmp_path, fake_vllm[0])
-    settings.database.url = database_url
-    engine = create_db_engine(database_url)
-    upgrade_database(engine)
-    engine.dispose()
-    yield settings
+def settings(tmp_path: Path, fake_vllm: tuple[str, FakeState], database_url: str) -> Settings:
+    return migrated_settings(tmp_path, fake_vllm[0], database_url)
 
 
 def keys(settings: Settings) -> ApiKeyService:
     return ApiKeyService(create_db_engine(settings.database_url), PEPPER)
-
-
-def new_key(settings: Settings, roles: list[str]) -> str:
-    return (
-        keys(settings)
-        .create(name="t", owner="tester", roles=roles, models=None, now=datetime.now(UTC))
-        .secret
-    )
 
 
 def test_the_console_shows_what_falls_due_and_apply_drops_it_per_kind(settings: Settings) -> None:

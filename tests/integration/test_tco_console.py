@@ -20,10 +20,9 @@ from appliance.audit.wiring import open_audit_log
 from appliance.config import ProviderSettings, Settings, TcoSettings
 from appliance.db import create_db_engine, upgrade_database
 from appliance.gateway import create_app
-from appliance.identity.apikeys import ApiKeyService
 from appliance.keys.deployment import DeploymentSecrets
 from appliance.tco import at_rates, compare, configured_hardware, throughput_of, total_usage
-from tests.integration.conftest import PEPPER, make_settings
+from tests.integration.conftest import PEPPER, make_settings, new_key
 from tests.support.audit import content_record
 from tests.support.fake_vllm import SECRET, FakeState
 from tests.support.requests import auth
@@ -64,17 +63,6 @@ def settings(
     upgrade_database(engine)
     engine.dispose()
     yield settings
-
-
-def key(settings: Settings, roles: list[str]) -> str:
-    engine = create_db_engine(settings.database_url)
-    try:
-        service = ApiKeyService(engine, PEPPER)
-        return service.create(
-            name="t", owner="tester", roles=roles, models=None, now=datetime.now(UTC)
-        ).secret
-    finally:
-        engine.dispose()
 
 
 def completion(
@@ -122,7 +110,7 @@ def test_the_chart_is_appliance_tco_split_in_house_and_external(settings: Settin
     engine = create_db_engine(settings.database_url)
     try:
         open_audit_log(settings, engine).append_batch(records)
-        auditor = key(settings, ["appliance-auditor"])
+        auditor = new_key(settings, ["appliance-auditor"])
         with TestClient(create_app(settings, secrets=SECRETS)) as client:
             response = client.get("/ui/api/audit/tco", headers=auth(auditor))
         assert response.status_code == 200, response.text
@@ -179,7 +167,7 @@ def test_the_chart_is_appliance_tco_split_in_house_and_external(settings: Settin
 def test_auditors_only(settings: Settings) -> None:
     with TestClient(create_app(settings, secrets=SECRETS)) as client:
         for roles in (["appliance-user"], ["appliance-admin"]):
-            response = client.get("/ui/api/audit/tco", headers=auth(key(settings, roles)))
+            response = client.get("/ui/api/audit/tco", headers=auth(new_key(settings, roles)))
             assert response.status_code == 403, roles
             assert response.json()["error"]["type"]
 
@@ -198,7 +186,7 @@ def test_unconfigured_names_what_to_configure(
     settings.tco = TcoSettings.model_validate(tco)
     if not providers:
         settings.external_providers = []
-    auditor = key(settings, ["appliance-auditor"])
+    auditor = new_key(settings, ["appliance-auditor"])
     with TestClient(create_app(settings, secrets=SECRETS)) as client:
         response = client.get("/ui/api/audit/tco", headers=auth(auditor))
     assert response.status_code == 200, response.text
