@@ -38,9 +38,12 @@ test-fast: $(STAMP) $(TEST_TOOLS) ## Everything but the real-engine tests (secon
 test-e2e: $(STAMP) ## Only the real-engine tests
 	$(PY) -m pytest -m e2e
 
-bench: $(STAMP) ## Audit log, gateway overhead, gateway vs direct on the real engine -> bench/results/*.json (BENCH_ARGS, GATEWAY_BENCH_ARGS, ENGINE_BENCH_ARGS)
+# LITELLM=0 leaves LiteLLM's proxy out of the gateway bench (else it is installed once
+# into bench/.litellm-venv, never into $(VENV), and measured beside the gateway).
+LITELLM ?= 1
+bench: $(STAMP) ## Audit log; direct vs gateway vs LiteLLM (LITELLM=0: no LiteLLM); real engine -> bench/results/*.json (BENCH_ARGS, GATEWAY_BENCH_ARGS, ENGINE_BENCH_ARGS)
 	$(PY) bench/audit_bench.py $(BENCH_ARGS)
-	$(PY) bench/gateway_bench.py --profile $(GATEWAY_BENCH_ARGS)
+	$(PY) bench/gateway_bench.py --profile $(if $(filter 0,$(LITELLM)),--no-litellm) $(GATEWAY_BENCH_ARGS)
 	$(PY) bench/engine_bench.py $(ENGINE_BENCH_ARGS)
 
 soak: $(STAMP) ## Moderate load for SOAK_SECONDS (600) at SOAK_RATE (20/s): no errors, memory +<10 %, no lost record
