@@ -35,12 +35,12 @@ from appliance.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from appliance.gateway.engine_errors import UNREACHABLE, error_message
 from appliance.gateway.upstream import EngineResponse
 from appliance.settings.egress import ProviderSettings
 
 __all__ = ["ProviderClient", "ProviderClients", "provider_refusal", "read_credential"]
 
-_UNREACHABLE = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 # A provider's own 429 without Retry-After: try again in a minute.
 _DEFAULT_RETRY_S = 60
 
@@ -67,7 +67,7 @@ def read_credential(provider: ProviderSettings) -> str:
 def map_provider_exceptions(provider: str) -> Iterator[None]:
     try:
         yield
-    except _UNREACHABLE as exc:
+    except UNREACHABLE as exc:
         raise EngineUnavailable(
             f"external provider {provider} is not reachable", code="provider_unavailable"
         ) from exc
@@ -79,17 +79,6 @@ def map_provider_exceptions(provider: str) -> Iterator[None]:
         raise UpstreamError(f"external provider {provider} failed", code="provider_error") from exc
 
 
-def _message(body: bytes) -> str | None:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return None
-    error = parsed.get("error", parsed) if isinstance(parsed, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])[:2000]
-    return None
-
-
 def provider_refusal(
     provider: str, model: str, status: int, body: bytes, headers: Mapping[str, str]
 ) -> ApplianceError:
@@ -98,7 +87,7 @@ def provider_refusal(
     is passed on with its ``Retry-After``."""
     if status in (400, 413, 422):
         refused = f"external provider {provider} rejected the request"
-        return InvalidRequest(_message(body) or refused)
+        return InvalidRequest(error_message(body) or refused)
     if status == 404:
         return ModelNotFound(f"external provider {provider} does not serve {model}")
     if status in (401, 403):

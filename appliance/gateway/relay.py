@@ -20,10 +20,11 @@ from fastapi import Request, Response
 from appliance.audit.log import Appended
 from appliance.audit.receipts import RECEIPT_HEADER
 from appliance.audit.records import AuditEvent, AuditRecord, Outcome
-from appliance.errors import ApplianceError, InvalidRequest, UpstreamError
+from appliance.errors import ApplianceError, UpstreamError
 from appliance.gateway.answers import Answer, answer_content, answer_of, answer_params
 from appliance.gateway.auditing import audit_record, request_content, write_audit
 from appliance.gateway.context import RequestContext
+from appliance.gateway.engine_errors import engine_refusal
 from appliance.gateway.receipting import issue_receipt, with_answer_commitment
 from appliance.gateway.responses import ResponseEvents, response_answer, response_content
 from appliance.gateway.responses import response_usage as _response_usage
@@ -31,7 +32,7 @@ from appliance.gateway.schemas import OpenAIRequest, reserve_tokens
 from appliance.gateway.services import GatewayServices
 from appliance.gateway.sse import Usage, usage_of
 from appliance.gateway.streaming import ChatEvents, RelayResponse, StreamEvents, StreamRelay
-from appliance.gateway.upstream import UpstreamAnswer, upstream_status_error
+from appliance.gateway.upstream import UpstreamAnswer
 from appliance.identity.principal import Principal
 from appliance.limits import Lease, request_priority
 from appliance.telemetry import RequestObservation
@@ -100,32 +101,6 @@ class Destination(Protocol):
         """Extra sealed content of the completion record."""
 
 
-def _engine_refusal(model: str, path: str, status: int, body: bytes) -> ApplianceError:
-    """An engine's non-200 answer as our error. vLLM mounts a route only for the tasks
-    its model runs, so an embeddings request to a chat model (or the reverse) meets
-    FastAPI's bare ``404 {"detail": "Not Found"}``, and a pooling model without an
-    embedding head says 501 "The model does not support Embeddings API": both are the
-    caller's choice of model, a 400 naming it, not a missing model or an engine fault."""
-    if status in (404, 501):
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            answer = None
-        error = answer.get("error") if isinstance(answer, dict) else None
-        if answer == {"detail": "Not Found"}:
-            message = "Not Found"
-        elif status == 501 and isinstance(error, dict) and isinstance(error.get("message"), str):
-            message = error["message"][:200]
-        else:
-            message = None
-        if message is not None:
-            return InvalidRequest(
-                f"model {model} does not serve {path} (the engine answered: {message})",
-                param="model",
-            )
-    return upstream_status_error(model, status, body)
-
-
 class EngineDestination:
     """An in-house vLLM engine, through the replica pool."""
 
@@ -155,7 +130,7 @@ class EngineDestination:
         )
 
     def refusal(self, model: str, path: str, answer: UpstreamAnswer, body: bytes) -> ApplianceError:
-        return _engine_refusal(model, path, answer.status_code, body)
+        return engine_refusal(model, path, answer.status_code, body)
 
     async def settle(self, outcome: Outcome, usage: Usage | None) -> dict[str, Any]:
         return {}

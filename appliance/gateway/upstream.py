@@ -14,21 +14,18 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import aiohttp
 
 from appliance.config import EngineTlsSettings, RoutingSettings
 from appliance.errors import (
-    ApplianceError,
     EngineUnavailable,
-    InvalidRequest,
     ModelNotFound,
-    UpstreamError,
-    UpstreamTimeout,
 )
+from appliance.gateway.engine_errors import UNREACHABLE, map_upstream_exceptions
 from appliance.gateway.pool import Replica, ReplicaPool, ReplicaState
 from appliance.gateway.routing import affinity_key, resolve_model
 
@@ -37,8 +34,6 @@ __all__ = [
     "Upstream",
     "UpstreamAnswer",
     "engine_ssl_context",
-    "map_upstream_exceptions",
-    "upstream_status_error",
 ]
 
 logger = logging.getLogger("appliance.gateway.upstream")
@@ -47,53 +42,6 @@ logger = logging.getLogger("appliance.gateway.upstream")
 AttemptObserver = Callable[[str, str, str], None]
 # Observes each health check of a replica: (model, replica url, healthy) for metrics.
 HealthObserver = Callable[[str, str, bool], None]
-
-# No reachable engine: refused, unresolvable, TLS handshake refused, connect timeout.
-_UNREACHABLE = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-
-
-@contextmanager
-def map_upstream_exceptions(model: str) -> Iterator[None]:
-    try:
-        yield
-    except _UNREACHABLE as exc:
-        # Checked before the timeouts: a connect timeout means no reachable engine.
-        raise EngineUnavailable(f"no engine for {model} is reachable") from exc
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamTimeout(f"the engine for {model} did not answer in time") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(f"the engine for {model} failed") from exc
-
-
-def _upstream_message(body: bytes) -> str | None:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(parsed, dict):
-        return None
-    error = parsed.get("error", parsed)
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])[:2000]
-    if isinstance(parsed.get("message"), str):  # older vLLM ErrorResponse
-        return str(parsed["message"])[:2000]
-    return None
-
-
-def upstream_status_error(model: str, status: int, body: bytes) -> ApplianceError:
-    """An engine's non-200 answer as our error. The engine's 4xx messages are about the
-    client's request (context too long, bad parameter) and are passed on; its 5xx
-    details stay in the gateway's logs."""
-    if status == 404:
-        return ModelNotFound(f"model {model} is not served")
-    if status in (400, 422):
-        return InvalidRequest(_upstream_message(body) or "the engine rejected the request")
-    if status in (401, 403):
-        # The gateway's shared secret was refused: a deployment fault, not the client's.
-        return UpstreamError(f"the engine for {model} refused the gateway")
-    if status == 503:
-        return EngineUnavailable(f"the engine for {model} is not ready")
-    return UpstreamError(f"the engine for {model} failed (status {status})")
 
 
 def engine_ssl_context(tls: EngineTlsSettings) -> ssl.SSLContext | None:
@@ -114,7 +62,7 @@ _CONTROL_TIMEOUT = aiohttp.ClientTimeout(total=120.0)
 
 # Failures before the engine sent any response: nothing reached the client, so another
 # replica may take the request (a connection the engine closed while it shut down, too).
-_BEFORE_ANSWER = (*_UNREACHABLE, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+_BEFORE_ANSWER = (*UNREACHABLE, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 class UpstreamAnswer(Protocol):

@@ -26,8 +26,9 @@ from appliance.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from appliance.gateway.engine_errors import map_upstream_exceptions, upstream_status_error
 from appliance.gateway.pool import ReplicaState
-from appliance.gateway.upstream import Upstream, map_upstream_exceptions, upstream_status_error
+from appliance.gateway.upstream import Upstream
 from tests.support.servers import ServerThread, free_port
 
 
