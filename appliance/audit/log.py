@@ -187,19 +187,28 @@ class AuditLog:
         return [result.index for result in results if isinstance(result, Appended)]
 
     def append_each(
-        self, records: Sequence[AuditRecord], *, all_or_nothing: bool = False
-    ) -> list[Appended | RecordRejected]:
+        self,
+        records: Sequence[AuditRecord],
+        *,
+        all_or_nothing: bool = False,
+        skip_recorded: bool = False,
+    ) -> list[Appended | RecordRejected | None]:
         """Seal and commit ``records`` in one transaction: for each, where it went in
         (:class:`Appended`: its leaf index and hash, what a receipt names), or the
         :class:`RecordRejected` that kept it out (the others commit without it).
-        Failures of the store itself still raise, and then nothing is committed."""
+        Failures of the store itself still raise, and then nothing is committed.
+        ``skip_recorded``: a record whose id the log already holds is left out (None),
+        so replaying a spool twice appends each record once."""
         if not self._opened:
             raise RuntimeError("AuditLog.open() first")
         with self._lock:
             for attempt in range(_MAX_ATTEMPTS):
                 try:
                     return self._append_once(
-                        records, force_checkpoint=False, all_or_nothing=all_or_nothing
+                        records,
+                        force_checkpoint=False,
+                        all_or_nothing=all_or_nothing,
+                        skip_recorded=skip_recorded,
                     )
                 except IntegrityError:
                     self._keyring.discard()
@@ -269,7 +278,8 @@ class AuditLog:
         *,
         force_checkpoint: bool,
         all_or_nothing: bool = False,
-    ) -> list[Appended | RecordRejected]:
+        skip_recorded: bool = False,
+    ) -> list[Appended | RecordRejected | None]:
         now = self._clock()
         with self._store.engine.begin() as connection:
             # Under the append lock, rows other writers added are read before this batch
@@ -277,6 +287,11 @@ class AuditLog:
             # remains for a database that offers no such lock).
             SqlAuditStore.lock_for_append(connection)
             self._catch_up(connection)
+            recorded = (
+                SqlAuditStore.recorded_ids_in(connection, [r.record_id for r in records])
+                if skip_recorded
+                else set()
+            )
             tree = self._tree.copy()
             sealed_subjects = {
                 record.subject or ANONYMOUS_SUBJECT
@@ -286,8 +301,11 @@ class AuditLog:
             keys = self._keyring.keys_for(connection, sealed_subjects, now)
             rows: list[dict[str, Any]] = []
             contents: list[dict[str, Any]] = []
-            results: list[Appended | RecordRejected] = []
+            results: list[Appended | RecordRejected | None] = []
             for record in records:
+                if record.record_id in recorded:
+                    results.append(None)
+                    continue
                 try:
                     entry, leaf, row, envelope = self._seal(record, tree.size, keys)
                 except RecordRejected as rejected:

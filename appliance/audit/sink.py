@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from appliance.audit.log import Appended
+from appliance.audit.log import Appended, AuditLog
 from appliance.audit.records import AuditRecord
 
-__all__ = ["AuditSink", "MemoryAuditSink"]
+__all__ = ["AuditSink", "LogSink", "MemoryAuditSink"]
 
 
 @runtime_checkable
@@ -17,6 +17,20 @@ class AuditSink(Protocol):
         Merkle log says where the record went in (what a receipt names); a sink that is
         no log (tests) answers None."""
         ...
+
+
+@runtime_checkable
+class LogSink(AuditSink, Protocol):
+    """A sink in front of a sealed Merkle log (the group-commit writer, the spool)."""
+
+    @property
+    def log(self) -> AuditLog: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def checkpoint(self) -> None: ...
 
 
 class MemoryAuditSink:

@@ -228,6 +228,16 @@ class SqlAuditStore:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     @staticmethod
+    def recorded_ids_in(connection: Connection, record_ids: Sequence[str]) -> set[str]:
+        """Which of ``record_ids`` the log already holds (a spool replayed twice)."""
+        found: set[str] = set()
+        for start in range(0, len(record_ids), 500):  # bounded IN lists
+            chunk = list(record_ids[start : start + 500])
+            query = select(audit_log.c.record_id).where(audit_log.c.record_id.in_(chunk))
+            found.update(connection.execute(query).scalars())
+        return found
+
+    @staticmethod
     def insert(
         connection: Connection,
         rows: Sequence[dict[str, Any]],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import Engine, select
 
@@ -15,6 +16,9 @@ from appliance.audit.hsm import open_hsm_keys
 from appliance.audit.hsm_session import TokenConfig
 from appliance.audit.keyring import SubjectKeyRing
 from appliance.audit.log import AuditLog
+from appliance.audit.sink import LogSink
+from appliance.audit.spool import Spool
+from appliance.audit.spool_writer import SpoolingWriter
 from appliance.audit.writer import GroupCommitWriter
 from appliance.config import Settings
 from appliance.db.tables import audit_subject_keys
@@ -27,8 +31,10 @@ __all__ = [
     "audit_keys",
     "audit_signer",
     "audit_verifier",
+    "audit_writer",
     "group_commit_writer",
     "open_audit_log",
+    "spool_directory",
 ]
 
 
@@ -113,6 +119,31 @@ def _refuse_keys_moved_to_a_token(engine: Engine, provider: KeyProvider) -> None
             f"keys migrate`), but audit.keys.backend is file ({provider.key_id}): set "
             "audit.keys.backend: pkcs11"
         )
+
+
+def audit_writer(settings: Settings, log: AuditLog) -> LogSink:
+    """The gateway's sink in front of ``log``: the spool when ``audit.spool.enabled``,
+    else group commit straight to the database."""
+    audit = settings.audit
+    if not audit.spool.enabled:
+        return group_commit_writer(settings, log)
+    spool = Spool(
+        spool_directory(settings),
+        segment_bytes=audit.spool.segment_bytes,
+        max_bytes=audit.spool.max_bytes,
+    )
+    return SpoolingWriter(
+        log,
+        spool,
+        max_records=audit.batch_max_records,
+        max_wait_ms=audit.batch_max_wait_ms,
+        drain_records=audit.spool.drain_records,
+        checkpoint_interval_s=audit.checkpoint_interval_s,
+    )
+
+
+def spool_directory(settings: Settings) -> Path:
+    return settings.audit.spool.directory or settings.data_dir / "audit-spool"
 
 
 def group_commit_writer(settings: Settings, log: AuditLog) -> GroupCommitWriter:

@@ -23,10 +23,11 @@ import logging
 import anyio.to_thread
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, StatementError
 
+from appliance.audit.batches import Batches, settle
 from appliance.audit.log import Appended, AuditLog, RecordRejected
 from appliance.audit.records import AuditRecord
 
-__all__ = ["GroupCommitWriter"]
+__all__ = ["GroupCommitWriter", "may_be_one_record"]
 
 logger = logging.getLogger("appliance.audit.writer")
 
@@ -45,10 +46,8 @@ class GroupCommitWriter:
         checkpoint_interval_s: float = 10.0,
     ) -> None:
         self._log = log
-        self._max_records = max_records
-        self._max_wait_s = max_wait_ms / 1000
         self._interval_s = checkpoint_interval_s
-        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._batches: Batches[AuditRecord, Appended] = Batches(max_records, max_wait_ms)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -64,11 +63,7 @@ class GroupCommitWriter:
         """Where the record went in, once it is durable."""
         if self._closed or self._task is None or self._task.done():
             raise OSError("the audit writer is not running")
-        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((record, future))
-        # Shielded: a cancelled caller (client gone) must not cancel the commit others
-        # share; the record is written either way.
-        return await asyncio.shield(future)
+        return await self._batches.submit(record)
 
     async def checkpoint(self) -> None:
         await anyio.to_thread.run_sync(self._log.checkpoint)
@@ -78,7 +73,7 @@ class GroupCommitWriter:
         if self._task is None:
             return
         self._closed = True
-        self._queue.put_nowait(None)
+        self._batches.close()
         with contextlib.suppress(Exception):
             await self._task
         self._task = None
@@ -87,45 +82,19 @@ class GroupCommitWriter:
         except Exception:
             logger.exception("final audit checkpoint failed")
 
-    async def _next(self, timeout_s: float) -> _Item | bool | None:
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout_s)
-        except TimeoutError:
-            return False
-
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            first = await self._next(self._interval_s)
-            if first is False:  # idle for a cadence interval: cover the tail
+            got = await self._batches.next(self._interval_s)
+            if got is None:  # idle for a cadence interval: cover the tail
                 if self._log.uncovered:
                     try:
                         await anyio.to_thread.run_sync(self._log.checkpoint)
                     except Exception:
                         logger.exception("periodic audit checkpoint failed")
                 continue
-            if first is None:
-                return
-            assert not isinstance(first, bool)
-            batch: list[_Item] = [first]
-            stop = False
-            deadline = loop.time() + self._max_wait_s
-            while len(batch) < self._max_records:
-                try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    got = await self._next(remaining)
-                    if got is False:
-                        break
-                    item = got  # type: ignore[assignment]
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            await self._commit(batch)
+            batch, stop = got
+            if batch:
+                await self._commit(batch)
             if stop:
                 return
 
@@ -134,7 +103,7 @@ class GroupCommitWriter:
         try:
             results = await anyio.to_thread.run_sync(self._log.append_each, records)
         except Exception as exc:
-            if len(batch) > 1 and _may_be_one_record(exc):
+            if len(batch) > 1 and may_be_one_record(exc):
                 # The database refused the batch's data (a value one record carries):
                 # find that record by committing each alone.
                 logger.warning(
@@ -146,33 +115,19 @@ class GroupCommitWriter:
                 return
             logger.error("audit batch of %d records failed: %s", len(batch), type(exc).__name__)
             for _record, future in batch:
-                _settle(future, exc)
+                settle(future, exc)
             return
         for (_record, future), result in zip(batch, results, strict=True):
             if isinstance(result, RecordRejected):
                 logger.warning("audit record refused: %s", result)
-                _settle(future, result)
-            else:
-                _settle(future, result)
+            assert result is not None  # (None only where skip_recorded asks for it)
+            settle(future, result)
 
 
-def _may_be_one_record(exc: Exception) -> bool:
+def may_be_one_record(exc: Exception) -> bool:
     """Whether ``exc`` may come from one record's values (then committing records one by
     one isolates it), rather than from the database being unreachable or locked (then
     every record fails alike, and retrying each would only multiply the wait)."""
     if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | OSError):
         return False
     return isinstance(exc, StatementError | ValueError | TypeError | UnicodeError)
-
-
-def _settle(future: asyncio.Future[Appended], outcome: Appended | BaseException) -> None:
-    if future.done():
-        return
-    if isinstance(outcome, Appended):
-        future.set_result(outcome)
-        return
-    error = outcome
-    future.set_exception(error)
-    # A caller that went away (shielded await) never reads it: mark it retrieved so
-    # asyncio does not log it; awaiting still raises.
-    future.exception()

@@ -17,7 +17,7 @@ from appliance.audit.retention import RetentionPolicy, enforce_floor
 from appliance.audit.retention_store import override_record
 from appliance.audit.sink import AuditSink
 from appliance.audit.store import SqlAuditStore
-from appliance.audit.wiring import group_commit_writer, open_audit_log
+from appliance.audit.wiring import audit_writer, open_audit_log
 from appliance.config import Settings
 from appliance.db.engine import create_db_engine
 from appliance.gateway.adapter_control import AdapterSync
@@ -107,12 +107,12 @@ def create_app(
         upstream.start()
         # The sealed audit log, unless a test swapped in its own sink. Opening it checks
         # the latest signed checkpoint; a log that fails that check keeps the gateway down.
-        audit_writer = None
+        log_writer = None
         audit: AuditSink
         if audit_sink is None:
             audit_log = await anyio.to_thread.run_sync(open_audit_log, settings, database)
-            audit = audit_writer = group_commit_writer(settings, audit_log)
-            await audit_writer.start()
+            audit = log_writer = audit_writer(settings, audit_log)
+            await log_writer.start()
         else:
             audit = audit_sink
         if overridden:
@@ -157,8 +157,8 @@ def create_app(
             await adapter_sync.aclose()
             if keycloak is not None:
                 await keycloak.aclose()
-            if audit_writer is not None:
-                await audit_writer.stop()
+            if log_writer is not None:
+                await log_writer.stop()
             # Draining: requests in flight finish before the engines' client closes.
             await upstream.drain(settings.gateway.routing.drain_timeout_s)
             await upstream.aclose()

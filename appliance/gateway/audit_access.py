@@ -7,7 +7,7 @@ from starlette.requests import Request
 
 from appliance.audit.access import Actor
 from appliance.audit.log import AuditLog
-from appliance.audit.writer import GroupCommitWriter
+from appliance.audit.sink import LogSink
 from appliance.errors import AuditUnavailable
 from appliance.gateway.services import GatewayServices
 from appliance.identity.principal import Principal
@@ -17,7 +17,7 @@ __all__ = ["audit_log_of", "request_actor"]
 
 def audit_log_of(services: GatewayServices) -> AuditLog:
     """The log behind the gateway's audit writer; AuditUnavailable when there is none."""
-    if isinstance(services.audit, GroupCommitWriter):
+    if isinstance(services.audit, LogSink):
         return services.audit.log
     raise AuditUnavailable("the audit log is not available in this gateway")
 

@@ -20,7 +20,7 @@ from appliance.audit.receipts import (
     receipt_text,
 )
 from appliance.audit.records import AuditRecord
-from appliance.audit.writer import GroupCommitWriter
+from appliance.audit.sink import LogSink
 from appliance.gateway.services import GatewayServices
 
 __all__ = ["issue_receipt", "with_answer_commitment"]
@@ -52,7 +52,7 @@ def issue_receipt(
     answer: AnswerCommitment | None = None,
 ) -> str | None:
     """The receipt header value; None when the sink is no Merkle log (tests)."""
-    if request is None or completion is None or not isinstance(services.audit, GroupCommitWriter):
+    if request is None or completion is None or not isinstance(services.audit, LogSink):
         return None
     log = services.audit.log
     receipt = Receipt(

@@ -15,6 +15,7 @@ __all__ = [
     "AuditKeysSettings",
     "AuditPkcs11Settings",
     "AuditSettings",
+    "AuditSpoolSettings",
     "AuditWitnessSettings",
 ]
 
@@ -165,6 +166,32 @@ class AuditKeysSettings(Section):
         return self
 
 
+class AuditSpoolSettings(Section):
+    """A durable local spool in front of the log (docs/audit.md, "The spool"): a request
+    waits for one local fdatasync instead of a database commit; a drainer seals the
+    spooled records into the log. Off: each batch is committed to the database on the
+    request path."""
+
+    enabled: bool = Field(default=False, description="Acknowledge records once spooled")
+    directory: Path | None = Field(
+        default=None,
+        description="Local directory (one per host or pod, never shared storage); "
+        "default: <data_dir>/audit-spool",
+    )
+    segment_bytes: int = Field(
+        default=4 << 20, ge=4096, description="A spool file rolls over at this size"
+    )
+    max_bytes: int = Field(
+        default=1 << 30,
+        ge=1 << 20,
+        description="Records not yet sealed may take this much; beyond it requests are "
+        "refused with 503 (the database is away too long)",
+    )
+    drain_records: int = Field(
+        default=1024, ge=1, description="Records sealed per database transaction"
+    )
+
+
 class AuditSettings(Section):
     """The tamper-evident, encrypted audit log (docs/audit.md)."""
 
@@ -186,6 +213,10 @@ class AuditSettings(Section):
     )
     checkpoint_interval_s: float = Field(
         default=10.0, gt=0, description="Sign a checkpoint at most this often while busy"
+    )
+    spool: AuditSpoolSettings = Field(
+        default_factory=AuditSpoolSettings,
+        description="A durable local spool: records acknowledged once on local disk",
     )
     retention: AuditRetentionSettings = Field(
         default_factory=AuditRetentionSettings,

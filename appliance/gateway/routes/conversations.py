@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.audit.keyring import SubjectKeyRing
-from appliance.audit.writer import GroupCommitWriter
+from appliance.audit.sink import LogSink
 from appliance.conversations import Conversation, ConversationStore
 from appliance.errors import AuditUnavailable
 from appliance.gateway.deps import PrincipalDep, ServicesDep
@@ -55,7 +55,7 @@ async def get_conversations(services: ServicesDep) -> ConversationStore:
 def _keyring(services: GatewayServices) -> SubjectKeyRing:
     """A keyring over the audit log's subject keys (its own cache: the audit writer's
     thread stages keys in the log's ring)."""
-    if not isinstance(services.audit, GroupCommitWriter):
+    if not isinstance(services.audit, LogSink):
         raise AuditUnavailable("conversations need the sealed audit log's keys")
     return SubjectKeyRing(services.database, services.audit.log.keyring.provider)
 

@@ -123,7 +123,7 @@ def test_store_has_no_update_or_delete_path(store: SqlAuditStore) -> None:
         "by_request", "checkpoints", "engine", "entries_in", "entry", "envelope", "envelopes",
         "index_bounds", "iter_entries", "iter_leaf_hashes", "iter_leaf_rows", "iter_pages",
         "latest", "latest_checkpoint", "latest_checkpoint_in", "leaf_rows_between", "search",
-        "size", "size_in", "cosignatures", "iter_search",
+        "size", "size_in", "cosignatures", "iter_search", "recorded_ids_in",
     }  # fmt: skip
     assert public == reads | {"insert", "insert_cosignature", "lock_for_append"}
 
