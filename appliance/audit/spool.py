@@ -168,6 +168,10 @@ class Spool:
         self._slot: Path | None = None
 
     @property
+    def directory(self) -> Path:
+        return self._directory
+
+    @property
     def slot(self) -> Path:
         if self._slot is None:
             raise RuntimeError("Spool.open() first")

@@ -75,7 +75,12 @@ class SpoolingWriter:
         writing and draining; records spooled before a crash are sealed first."""
         if self._writer is not None:
             return
-        await anyio.to_thread.run_sync(self._spool.open)
+        try:
+            await anyio.to_thread.run_sync(self._spool.open)
+        except OSError as exc:
+            raise OSError(
+                f"cannot open the audit spool {self._spool.directory}: {exc.strerror or exc}"
+            ) from exc
         loop = asyncio.get_running_loop()
         self._writer = loop.create_task(self._write_loop(), name="audit-spool-writer")
         self._drainer = loop.create_task(self._drain_loop(), name="audit-spool-drainer")
