@@ -52,6 +52,8 @@ __all__ = [
     "encode_record",
     "frame_bytes",
     "read_frames",
+    "spooled_records",
+    "unsealable_records",
 ]
 
 logger = logging.getLogger("appliance.audit.spool")
@@ -335,15 +337,29 @@ class Spool:
 
 
 def spooled_records(directory: Path) -> Iterator[AuditRecord]:
-    """Every record in every slot of ``directory`` (read only, no lock): what
-    ``audit verify`` reports as spooled and not yet sealed."""
+    """Every record in every slot of ``directory`` (read only, no lock), drained or
+    not: ``audit verify`` asks the log which of them it holds."""
     if not directory.is_dir():
         return
     for slot in sorted(path for path in directory.glob("slot-*") if path.is_dir()):
         for path in _segments_of(slot):
-            frames, _stop, _corrupt = read_frames(path.read_bytes())
-            for frame in frames:
-                yield decode_record(frame.payload)
+            yield from _records_in(path)
+
+
+def unsealable_records(directory: Path) -> list[AuditRecord]:
+    """Records the drainer could not seal and kept aside (:meth:`Spool.quarantine`)."""
+    path = directory / "unsealable.seg"
+    return list(_records_in(path)) if path.is_file() else []
+
+
+def _records_in(path: Path) -> Iterator[AuditRecord]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:  # drained and deleted while we looked
+        return
+    frames, _stop, _corrupt = read_frames(data)
+    for frame in frames:
+        yield decode_record(frame.payload)
 
 
 def _segments_of(slot: Path) -> list[Path]:

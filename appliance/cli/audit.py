@@ -39,6 +39,7 @@ from appliance.audit.wiring import audit_verifier, open_audit_log
 from appliance.cli.audit_forward import forward
 from appliance.cli.audit_keys import keys_app
 from appliance.cli.audit_retention import retention_app
+from appliance.cli.audit_spool import print_spool_report, spool_report
 from appliance.cli.audit_store import audit_store
 from appliance.cli.common import ConfigOption, console, settings_from
 from appliance.cli.witness import check_witnesses
@@ -140,6 +141,7 @@ def verify(
         witnessed = (
             [] if skip_witnesses else check_witnesses(settings, store, verifier, report.records)
         )
+        spooled = spool_report(settings, store)
     console.print(
         f"OK: {report.records} records, {report.checkpoints} checkpoints; latest signed "
         f"checkpoint covers {report.latest_checkpoint}",
@@ -161,6 +163,8 @@ def verify(
         )
     if report.contents_dropped:
         console.print(f"{report.contents_dropped} contents dropped by retention (leaves intact)")
+    if spooled is not None:
+        print_spool_report(spooled)
 
 
 @app.command("search")
