@@ -102,7 +102,10 @@ def start_fake(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
-def prepare_gateway(work: Path, upstream_port: int) -> tuple[Path, int, str]:
+def prepare_gateway(
+    work: Path, upstream_port: int, *, spool: bool = False
+) -> tuple[Path, int, str]:
+    """A gateway's config, port and API key in ``work``; ``spool``: audit.spool on."""
     from appliance.config import load_settings
     from appliance.db import create_db_engine, upgrade_database
     from appliance.gateway.services import utc_now
@@ -119,6 +122,7 @@ def prepare_gateway(work: Path, upstream_port: int) -> tuple[Path, int, str]:
                 "database": {"url": f"sqlite:///{work / 'gateway.db'}"},
                 "engine": {"enabled": False, "api_key": SECRET},
                 "gateway": {"port": port, "upstreams": [{"model": "fake-model", "url": upstream}]},
+                "audit": {"spool": {"enabled": spool}},
             }
         )
     )
@@ -294,6 +298,10 @@ def parse_args() -> argparse.Namespace:
         "--no-litellm", dest="litellm", action="store_false",
         help="leave LiteLLM's proxy out (no install, two columns)",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-spool", dest="spool", action="store_false",
+        help="leave out the gateway with audit.spool on",
+    )  # fmt: skip
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--sustain-p99-ms", type=float, default=100.0)
     args = parser.parse_args()
@@ -328,6 +336,7 @@ def main() -> None:
     args = parse_args()
     litellm, litellm_info = install_litellm(args)
     labels = {"direct": "direct (fake engine)", "gateway": "appliance gateway",
+              "spool": "appliance, audit.spool",
               "litellm": f"LiteLLM {litellm_info.get('version', '')}"}  # fmt: skip
     started: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="gwbench-") as tmp:
@@ -342,6 +351,15 @@ def main() -> None:
                 "direct": Target(fake_port, SECRET),
                 "gateway": Target(gw_port, key, gateway),
             }
+            if args.spool:  # the same gateway with audit.spool on (docs/audit.md)
+                spool_work = work / "spool"
+                spool_work.mkdir()
+                spool_config, spool_port, spool_key = prepare_gateway(
+                    spool_work, fake_port, spool=True
+                )
+                spooled = start_gateway(spool_work, spool_config, spool_port)
+                started.append(spooled)
+                targets["spool"] = Target(spool_port, spool_key, spooled)
             if litellm is not None:
                 port = free_port()
                 proxy, master_key = start_litellm(
