@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from appliance.audit.hsm_admin import key_backend_findings
 from appliance.audit.retention import RetentionPolicy, retention_findings
+from appliance.audit.spool_check import spool_findings
 from appliance.config import Settings
 from appliance.engine.launch import (
     OFFLINE_ENV,
@@ -153,6 +154,7 @@ def diagnose(settings: Settings, *, resolve: Resolver = system_resolver) -> Repo
     # Retention below the floor without a stated reason keeps the gateway down.
     policy = RetentionPolicy.from_settings(settings.audit.retention)
     report.findings.extend(Finding(level, text) for level, text in retention_findings(policy))
+    report.findings.extend(Finding(level, text) for level, text in spool_findings(settings))
     return report
 
 
