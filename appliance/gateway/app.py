@@ -16,6 +16,7 @@ from appliance.audit.forward_status import read_forward_status
 from appliance.audit.retention import RetentionPolicy, enforce_floor
 from appliance.audit.retention_store import override_record
 from appliance.audit.sink import AuditSink
+from appliance.audit.spool_writer import SpoolingWriter
 from appliance.audit.store import SqlAuditStore
 from appliance.audit.wiring import audit_writer, open_audit_log
 from appliance.config import Settings
@@ -113,6 +114,9 @@ def create_app(
             audit_log = await anyio.to_thread.run_sync(open_audit_log, settings, database)
             audit = log_writer = audit_writer(settings, audit_log)
             await log_writer.start()
+            if isinstance(log_writer, SpoolingWriter):
+                spooling = log_writer
+                metrics.watch_spool(spooling.pending_bytes, lambda: spooling.drain_failures)
         else:
             audit = audit_sink
         if overridden:

@@ -91,6 +91,10 @@ class GatewayMetrics:
         forwarder is its own process, so its lag is measured from outside it."""
         self.registry.register(_ForwarderCollector(read, now))
 
+    def watch_spool(self, pending_bytes: Callable[[], int], failures: Callable[[], int]) -> None:
+        """Export the audit spool's backlog (audit.spool), read at every scrape."""
+        self.registry.register(_SpoolCollector(pending_bytes, failures))
+
     def limit_refused(self, scope: str, kind: str) -> None:
         self.limit_rejections.labels(scope=scope, kind=kind).inc()
 
@@ -135,4 +139,24 @@ class _ForwarderCollector(Collector):
             "appliance_audit_forward_error",
             "1 when the forwarder's cursor cannot be read or belongs to another log",
             value=1 if status.state == "error" else 0,
+        )
+
+
+class _SpoolCollector(Collector):
+    """``appliance_audit_spool_*``: what waits in this process's spool to be sealed."""
+
+    def __init__(self, pending_bytes: Callable[[], int], failures: Callable[[], int]):
+        self._pending_bytes = pending_bytes
+        self._failures = failures
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "appliance_audit_spool_pending_bytes",
+            "Audit records spooled on local disk and not yet sealed into the log",
+            value=self._pending_bytes(),
+        )
+        yield GaugeMetricFamily(
+            "appliance_audit_spool_drain_failures",
+            "Consecutive failed attempts to seal spooled records (the database is away)",
+            value=self._failures(),
         )

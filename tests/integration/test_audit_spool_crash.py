@@ -207,6 +207,9 @@ def test_a_full_spool_refuses_with_503_and_recovers_and_a_read_only_one_stops_th
                     return response
 
                 assert ask().status_code == 200
+                metrics = client.get("/metrics").text
+                assert "appliance_audit_spool_pending_bytes" in metrics
+                assert "appliance_audit_spool_drain_failures 0.0" in metrics
                 # Fill the disk: the spool cannot write its next record.
                 filler = spool / "filler"
                 subprocess.run(
