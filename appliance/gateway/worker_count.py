@@ -7,7 +7,8 @@ the rate and token counters, which only Redis shares. Hence the rule:
 
 - ``auto`` is the number of usable cores (the cgroup CPU quota when lower), but 1
   when limits count in process memory (``limits.store: memory``) or when the
-  database is SQLite (one file lock: extra writers only queue behind it);
+  database is SQLite (one file lock: extra writers only queue behind it) and the audit
+  is committed per request (with ``audit.spool`` on, requests write no SQL);
 - an explicit ``N > 1`` with limits counted in memory is refused by the settings
   themselves (``appliance config show`` says so too): each worker would grant the full
   quota again.
@@ -68,5 +69,8 @@ def plan_workers(settings: Settings, *, cpus: int) -> WorkerPlan:
     if settings.limits.enabled and settings.limits.store == "memory" and cpus > 1:
         return WorkerPlan(1, "gateway.workers auto: 1, as limits.store is memory")
     if settings.database_url.startswith("sqlite") and cpus > 1:
-        return WorkerPlan(1, "gateway.workers auto: 1, as the database is SQLite")
+        if not settings.audit.spool.enabled:
+            return WorkerPlan(1, "gateway.workers auto: 1, as the database is SQLite")
+        # Spooled, a request writes no SQL: only the drainers' large batches queue.
+        return WorkerPlan(cpus, f"gateway.workers auto: {cpus} (usable cores; SQLite, spooled)")
     return WorkerPlan(cpus, f"gateway.workers auto: {cpus} (usable cores)")

@@ -42,7 +42,9 @@ KILLS = 50
 BOTH = ["inference.request", "inference.completion"]
 
 
-def _config(tmp_path: Path, engine_url: str, spool: Path) -> tuple[Path, Settings, int]:
+def _config(
+    tmp_path: Path, engine_url: str, spool: Path, workers: int = 1
+) -> tuple[Path, Settings, int]:
     port = free_port()
     config = tmp_path / "appliance.yaml"
     config.write_text(
@@ -53,6 +55,8 @@ def _config(tmp_path: Path, engine_url: str, spool: Path) -> tuple[Path, Setting
                 "engine": {"enabled": False, "api_key": SECRET},
                 "gateway": {
                     "port": port,
+                    # One process, so that SIGKILL takes the whole gateway down.
+                    "workers": workers,
                     "upstreams": [{"model": "fake-model", "url": engine_url}],
                 },
                 "audit": {
@@ -163,6 +167,42 @@ def test_fifty_sigkills_under_load_leave_every_answer_recorded(
         _stop(gateway)  # a clean stop drains the spool and signs the tail
     _assert_log_whole(engine, settings, answered)
     assert "Traceback" not in log.read_text(errors="replace")
+
+
+@pytest.mark.timeout(300)
+def test_two_workers_on_sqlite_spool_in_two_slots_and_lose_nothing(
+    tmp_path: Path, fake_vllm: tuple[str, object]
+) -> None:
+    """gateway.workers auto is every core on SQLite once the audit is spooled: each
+    worker holds its own slot, and both drainers seal into the one log."""
+    url, _state = fake_vllm
+    spool = tmp_path / "spool"
+    config, settings, port = _config(tmp_path, url, spool, workers=2)
+    engine = create_db_engine(settings.database_url)
+    upgrade_database(engine)
+    key = _key(engine, settings)
+    gateway = _start(config, port, tmp_path / "gateway.log")
+    answered: list[str] = []
+
+    def load() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for _ in range(60):
+                response = client.post(CHAT, json=chat_body(), headers=auth(key))
+                assert response.status_code == 200, response.text
+                answered.append(response.headers["x-request-id"])
+
+    try:
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        _stop(gateway)
+    assert len(answered) == 240
+    assert {path.name for path in spool.glob("slot-*") if path.is_dir()} == {"slot-0", "slot-1"}
+    _assert_log_whole(engine, settings, answered)
+    engine.dispose()
 
 
 def _mount_tmpfs(path: Path, size: str) -> None:

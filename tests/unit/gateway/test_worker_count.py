@@ -41,6 +41,14 @@ def test_auto_is_one_on_sqlite_the_embedded_default(tmp_path: Path) -> None:
     assert plan.count == 1 and "SQLite" in plan.reason
 
 
+def test_auto_uses_every_core_on_sqlite_when_the_audit_is_spooled(tmp_path: Path) -> None:
+    spooled = settings(data_dir=str(tmp_path), audit={"spool": {"enabled": True}})
+    plan = plan_workers(spooled, cpus=4)
+    assert plan.count == 4 and "spooled" in plan.reason
+    limited = settings(data_dir=str(tmp_path), audit={"spool": {"enabled": True}}, limits=LIMITS)
+    assert plan_workers(limited, cpus=4).count == 1  # limits in memory still hold it back
+
+
 def test_memory_store_without_limits_does_not_hold_workers_back() -> None:
     assert plan_workers(settings(database=POSTGRES), cpus=3).count == 3
 
