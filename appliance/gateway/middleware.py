@@ -24,6 +24,7 @@ __all__ = [
 logger = logging.getLogger("appliance.gateway")
 
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.encode()  # ASGI header names are lower-case bytes
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -39,7 +40,7 @@ class RequestIdMiddleware:
             return
         supplied = ""
         for name, value in scope.get("headers", []):
-            if name == REQUEST_ID_HEADER.encode():
+            if name == _REQUEST_ID_NAME:
                 supplied = value.decode("latin-1")
                 break
         request_id = supplied if _VALID_ID.match(supplied) else uuid.uuid4().hex
@@ -49,7 +50,7 @@ class RequestIdMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                headers.append((_REQUEST_ID_NAME, request_id.encode()))
                 message["headers"] = headers
             await send(message)
 

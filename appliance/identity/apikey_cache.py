@@ -97,6 +97,11 @@ class ApiKeyCache:
         """Ask the database (blocking) and remember the answer."""
         if self._ttl_s > 0 and self.version_due():
             self.check_revocations()
+            # Often only the version was due: if it has not moved, the entry is as good
+            # as any hit, and reading the key again would be a second query for nothing.
+            cached = self.lookup(secret, now=now)
+            if not isinstance(cached, CacheMiss):
+                return cached
         version = self._revocations  # read before the key: a revoke in between is newer
         stored = self._service.find(secret)
         if self._ttl_s > 0:

@@ -27,6 +27,15 @@ class TelemetrySettings(Section):
     provider_name: str = Field(
         default="vllm", description="gen_ai.provider.name (no registered value for vLLM)"
     )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of requests whose span is recorded and exported (by trace id; "
+        "a caller's sampled traceparent is always followed); 1.0: every request. Metrics, "
+        "logs and the audit log are unaffected; an unsampled request still passes a "
+        "traceparent to the engine",
+    )
     json_logs: bool = Field(default=True, description="One JSON object per log line")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

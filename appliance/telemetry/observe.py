@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
+from prometheus_client import Counter, Gauge, Histogram
 
 from appliance.config import TelemetrySettings
 from appliance.telemetry.metrics import GatewayMetrics
@@ -29,6 +31,40 @@ _OPERATIONS = {
 }
 
 
+@dataclass(frozen=True)
+class _ModelSeries:
+    """One model's labelled metric children. ``labels()`` hashes and validates the
+    label values and takes the metric's lock on every call; the children never change
+    once made (nothing here removes a series), so each model looks them up once."""
+
+    in_flight: Gauge
+    latency: Histogram
+    ttft: Histogram
+    tokens: dict[str, tuple[Counter, Histogram]]
+    outcomes: dict[str, Counter] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, metrics: GatewayMetrics, model: str) -> _ModelSeries:
+        return cls(
+            in_flight=metrics.in_flight.labels(model=model),
+            latency=metrics.latency.labels(model=model),
+            ttft=metrics.ttft.labels(model=model),
+            tokens={
+                kind: (
+                    metrics.tokens.labels(model=model, type=kind),
+                    metrics.token_usage.labels(model=model, type=kind),
+                )
+                for kind in ("input", "output")
+            },
+        )
+
+    def requests(self, metrics: GatewayMetrics, model: str, outcome: str) -> Counter:
+        counter = self.outcomes.get(outcome)
+        if counter is None:
+            counter = self.outcomes[outcome] = metrics.requests.labels(model=model, outcome=outcome)
+        return counter
+
+
 class RequestObservation:
     def __init__(
         self,
@@ -43,6 +79,7 @@ class RequestObservation:
     ) -> None:
         self._telemetry = telemetry
         self.model = model
+        self._series = telemetry.series(model)
         self._started = time.perf_counter()
         self._ttft: float | None = None
         self._done = False
@@ -61,7 +98,7 @@ class RequestObservation:
         if max_tokens is not None:
             attributes["gen_ai.request.max_tokens"] = max_tokens
         self.span.set_attributes(attributes)
-        telemetry.metrics.in_flight.labels(model=model).inc()
+        self._series.in_flight.inc()
 
     def outgoing_headers(self) -> dict[str, str]:
         """``traceparent`` (and ``tracestate``) for the engine, so its spans join ours."""
@@ -72,7 +109,7 @@ class RequestObservation:
     def first_chunk(self) -> None:
         if self._ttft is None:
             self._ttft = time.perf_counter() - self._started
-            self._telemetry.metrics.ttft.labels(model=self.model).observe(self._ttft)
+            self._series.ttft.observe(self._ttft)
             self.span.set_attribute("gen_ai.response.time_to_first_chunk", self._ttft)
 
     def finish(
@@ -85,20 +122,25 @@ class RequestObservation:
         if self._done:
             return
         self._done = True
-        metrics = self._telemetry.metrics
+        series = self._series
         elapsed = time.perf_counter() - self._started
-        metrics.in_flight.labels(model=self.model).dec()
-        metrics.requests.labels(model=self.model, outcome=outcome).inc()
-        metrics.latency.labels(model=self.model).observe(elapsed)
+        series.in_flight.dec()
+        series.requests(self._telemetry.metrics, self.model, outcome).inc()
+        series.latency.observe(elapsed)
+        attributes: dict[str, str | int] = {}
         for kind, count in (("input", input_tokens), ("output", output_tokens)):
             if count is not None:
-                metrics.tokens.labels(model=self.model, type=kind).inc(count)
-                metrics.token_usage.labels(model=self.model, type=kind).observe(count)
-                self.span.set_attribute(f"gen_ai.usage.{kind}_tokens", count)
-        self.span.set_attribute("http.response.status_code", status)
-        self.span.set_attribute("appliance.outcome", outcome)
-        if status >= 400 or outcome not in ("ok",):
-            self.span.set_attribute("error.type", outcome)
+                total, per_request = series.tokens[kind]
+                total.inc(count)
+                per_request.observe(count)
+                attributes[f"gen_ai.usage.{kind}_tokens"] = count
+        attributes["http.response.status_code"] = status
+        attributes["appliance.outcome"] = outcome
+        failed = status >= 400 or outcome != "ok"
+        if failed:
+            attributes["error.type"] = outcome
+        self.span.set_attributes(attributes)  # one lock and one pass, not one per attribute
+        if failed:
             self.span.set_status(Status(StatusCode.ERROR))
         self.span.end()
 
@@ -111,6 +153,14 @@ class Telemetry:
         self.metrics = metrics
         self.provider = provider
         self.tracer = gateway_tracer(provider)
+        self._series: dict[str, _ModelSeries] = {}
+
+    def series(self, model: str) -> _ModelSeries:
+        """``model``'s metric children, made on its first request."""
+        found = self._series.get(model)
+        if found is None:
+            found = self._series[model] = _ModelSeries.of(self.metrics, model)
+        return found
 
     def request(
         self,

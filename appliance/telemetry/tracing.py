@@ -13,8 +13,10 @@ from opentelemetry.propagators.textmap import DefaultGetter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from starlette.datastructures import Headers
 
 from appliance.config import TelemetrySettings
 
@@ -29,7 +31,13 @@ def build_tracer_provider(
 ) -> TracerProvider:
     """A provider of its own (the global one is left alone). Spans go to ``exporter``
     (tests) or to the configured OTLP endpoint; with neither they are recorded nowhere."""
-    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+    # Parent-based: a caller's sampling decision (its traceparent) is kept, so one trace
+    # is never half recorded; requests that start a trace are sampled by trace id.
+    # An unsampled span is not recorded, so it costs neither attributes nor export.
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": settings.service_name}),
+        sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)),
+    )
     if exporter is None and settings.otlp_endpoint is not None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -46,6 +54,12 @@ def gateway_tracer(provider: TracerProvider) -> Tracer:
     return provider.get_tracer("appliance.gateway")
 
 
+_TRACE_HEADERS = ("traceparent", "tracestate")
+
+
 def carrier(headers: Mapping[str, str]) -> dict[str, str]:
     """The W3C trace headers of an incoming request, for extraction."""
-    return {k: v for k, v in headers.items() if k.lower() in ("traceparent", "tracestate")}
+    if isinstance(headers, Headers):
+        # Two case-insensitive look-ups instead of decoding every header of the request.
+        return {k: v for k in _TRACE_HEADERS if (v := headers.get(k)) is not None}
+    return {k: v for k, v in headers.items() if k.lower() in _TRACE_HEADERS}

@@ -186,6 +186,27 @@ def test_an_unmoved_version_keeps_the_entries(service: CountingService) -> None:
     assert isinstance(cache.lookup(other, now=NOW), CacheMiss)
 
 
+def test_a_due_version_check_that_finds_no_change_reads_no_key(
+    service: CountingService,
+) -> None:
+    clock = Clock()
+    cache = make_cache(service, clock, version_check_s=0.1)
+    secret, refused = user_key(service), "sk-appl-not-a-key"
+    record = cache.authenticate(secret, now=NOW)
+    assert cache.authenticate(refused, now=NOW) is None
+    assert service.queries == 2
+    clock.now_s += 0.2
+    assert isinstance(cache.lookup(secret, now=NOW), CacheMiss)  # version due
+    assert cache.authenticate(secret, now=NOW) == record
+    assert service.version_reads == 2 and service.queries == 2  # the entry served
+    clock.now_s += 0.2
+    assert cache.authenticate(refused, now=NOW) is None
+    assert service.version_reads == 3 and service.queries == 2  # so did the refusal
+    clock.now_s += 10  # past the TTL: the key is read again
+    assert cache.authenticate(secret, now=NOW) == record
+    assert service.queries == 3
+
+
 def test_an_entry_fetched_under_an_older_version_is_a_miss(migrated_engine: Engine) -> None:
     """A lookup that raced a revocation (its row read before the revoke committed, and
     stored after another thread read the newer version) is not trusted."""
