@@ -53,6 +53,13 @@
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if .Values.gateway.auditSpool.enabled -}}
+{{- /* The spool on each pod's own volume (templates/gateway/statefulset.yaml); the admin's other spool settings (max_bytes, ...) are kept. */ -}}
+{{- $spool := $audit.spool | default dict -}}
+{{- $_ := set $spool "enabled" true -}}
+{{- $_ := set $spool "directory" .Values.gateway.auditSpool.mountPath -}}
+{{- $_ := set $audit "spool" $spool -}}
+{{- end -}}
 {{- $_ := set $config "audit" $audit -}}
 {{- if .Values.keycloak.enabled -}}
 {{- $oidc := $config.oidc | default dict -}}

@@ -24,6 +24,7 @@
 {{- end -}}
 
 {{- define "appliance.gateway.fullname" -}}{{ include "appliance.componentname" (dict "root" . "component" "gateway") }}{{- end -}}
+{{- define "appliance.gateway.headlessName" -}}{{ include "appliance.componentname" (dict "root" . "component" "gateway-headless") }}{{- end -}}
 {{- define "appliance.engine.fullname" -}}{{ include "appliance.componentname" (dict "root" . "component" "engine") }}{{- end -}}
 {{- define "appliance.postgresql.fullname" -}}{{ include "appliance.componentname" (dict "root" . "component" "postgresql") }}{{- end -}}
 {{- define "appliance.otel.fullname" -}}{{ include "appliance.componentname" (dict "root" . "component" "otel") }}{{- end -}}
@@ -201,6 +202,9 @@ find /dev/shm -mindepth 1 -type f -delete 2>/dev/null || true
 {{- end -}}
 {{- if and .Values.keycloak.enabled (not .Values.gateway.publicUrl) -}}
 {{- $messages = append $messages "gateway.publicUrl: required when keycloak.enabled (redirect URIs)" -}}
+{{- end -}}
+{{- if and (((.Values.config | default dict).audit | default dict).spool | default dict).enabled (not .Values.gateway.auditSpool.enabled) -}}
+{{- $messages = append $messages "config.audit.spool.enabled: set gateway.auditSpool.enabled instead (a volume per pod; the data directory is an emptyDir, lost with the pod and its acknowledged records)" -}}
 {{- end -}}
 {{- if and .Values.engine.compileCache.existingClaim .Values.engine.compileCache.hostPath -}}
 {{- $messages = append $messages "engine.compileCache: set only one of existingClaim and hostPath" -}}

@@ -35,6 +35,93 @@
 {{- end }}
 {{- end -}}
 
+{{/* The gateway pod (metadata and spec), for the Deployment or, with the audit spool,
+the StatefulSet: one template so the two cannot drift. appliance.gateway.podTemplate $ */}}
+{{- define "appliance.gateway.podTemplate" -}}
+metadata:
+  labels:
+    {{- include "appliance.labels" (dict "root" . "component" "gateway") | nindent 4 }}
+  annotations:
+    checksum/config: {{ include "appliance.config.yaml" . | sha256sum }}
+spec:
+  {{- include "appliance.imagePullSecrets" . | nindent 2 }}
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  securityContext:
+    {{- include "appliance.podSecurityContext" (dict "runAsUser" .Values.gateway.runAsUser) | nindent 4 }}
+  {{- with .Values.gateway.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.gateway.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.gateway.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: gateway
+      image: {{ include "appliance.image" (dict "image" .Values.gateway.image "global" .Values.global) }}
+      imagePullPolicy: {{ .Values.gateway.image.pullPolicy }}
+      command: ["appliance", "serve"]
+      env:
+        {{- include "appliance.gateway.env" . | nindent 8 }}
+      ports:
+        - name: http
+          containerPort: {{ .Values.gateway.port }}
+          protocol: TCP
+      startupProbe:
+        httpGet:
+          path: /healthz
+          port: http
+        periodSeconds: 5
+        failureThreshold: 24
+      readinessProbe:
+        httpGet:
+          path: /readyz
+          port: http
+        periodSeconds: 10
+        failureThreshold: 3
+        timeoutSeconds: 5
+      livenessProbe:
+        httpGet:
+          path: /healthz
+          port: http
+        periodSeconds: 20
+        failureThreshold: 3
+        timeoutSeconds: 5
+      resources:
+        {{- toYaml .Values.gateway.resources | nindent 8 }}
+      securityContext:
+        {{- include "appliance.containerSecurityContext" (dict "runAsUser" .Values.gateway.runAsUser "readOnlyRootFilesystem" true) | nindent 8 }}
+      volumeMounts:
+        {{- include "appliance.gateway.volumeMounts" . | nindent 8 }}
+        {{- with include "appliance.gateway.providerSecretMounts" . }}
+        # The Secrets external providers' credentials name (config.external_providers).
+        {{- . | trim | nindent 8 }}
+        {{- end }}
+        {{- if .Values.engine.adapters.enabled }}
+        # The adapter catalogue (manifests, teams) and the files runtime loads verify.
+        {{- include "appliance.adapters.volumeMount" (dict "root" . "volume" "adapters") | nindent 8 }}
+        {{- end }}
+        {{- if .Values.gateway.auditSpool.enabled }}
+        # The audit spool: this pod's own claim (the StatefulSet's volumeClaimTemplates),
+        # so records acknowledged before a crash are still there to replay at the restart.
+        - name: audit-spool
+          mountPath: {{ .Values.gateway.auditSpool.mountPath }}
+        {{- end }}
+  volumes:
+    {{- include "appliance.gateway.volumes" (dict "root" . "configSuffix" "") | nindent 4 }}
+    {{- with include "appliance.gateway.providerSecretVolumes" . }}
+    {{- . | trim | nindent 4 }}
+    {{- end }}
+    {{- if .Values.engine.adapters.enabled }}
+    {{- include "appliance.adapters.volume" . | nindent 4 }}
+    {{- end }}
+{{- end -}}
+
 {{- define "appliance.gateway.volumeMounts" -}}
 - name: config
   mountPath: /etc/appliance
