@@ -233,6 +233,8 @@ class ProviderDestination:
 
     request_event = AuditEvent.EGRESS_REQUEST
     engine_priority = False
+    # Nothing leaves the premises before its request record is durable.
+    overlaps_audit = False
 
     def __init__(
         self,

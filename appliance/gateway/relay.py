@@ -3,18 +3,22 @@ answer relayed whole or streamed, the completion record and the receipt.
 
 A :class:`Destination` is where the request goes: an in-house engine
 (:class:`EngineDestination`) or an external provider
-(:class:`appliance.gateway.egress_call.ProviderDestination`). The guarantees are the
-same for both: nothing is sent before its record is durable, and a client holds a whole
-answer only once its completion record is.
+(:class:`appliance.gateway.egress_call.ProviderDestination`). No byte of an answer
+reaches the client before the request record is durable, nor a request a provider; an
+in-house engine starts on it meanwhile, aborted if the record fails (docs/audit.md). A
+client holds a whole answer only once its completion record is durable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
+import anyio
 from fastapi import Request, Response
 
 from appliance.audit.log import Appended
@@ -73,6 +77,9 @@ class Destination(Protocol):
     request_event: AuditEvent
     # Whether the caller's role sets an engine ``priority`` in the body (in-house only).
     engine_priority: bool
+    # Whether the request goes out while its record is being made durable (the answer
+    # is held until it is): in-house only, an external provider must never see it first.
+    overlaps_audit: bool
 
     def request_content(self, sent: dict[str, Any]) -> dict[str, Any]:
         """The request record's sealed content, from the dialect's view of what is sent."""
@@ -106,6 +113,7 @@ class EngineDestination:
 
     request_event = AuditEvent.REQUEST
     engine_priority = True
+    overlaps_audit = True
 
     def __init__(self, services: GatewayServices) -> None:
         self._upstream = services.upstream
@@ -166,6 +174,51 @@ async def _timed_write_audit(services: GatewayServices, record: AuditRecord) -> 
     if services.telemetry is None:
         return await write_audit(services, record)
     return await services.telemetry.timed_audit(write_audit(services, record))
+
+
+_Recording = asyncio.Task["Appended | None"]  # the request record being made durable
+
+
+def _drop(recording: _Recording) -> None:
+    """Give up on a request record: cancel it if pending (the audit writer shields the
+    commit it shares with others), and retrieve its outcome so none is "never retrieved"."""
+    if not recording.done():
+        recording.cancel()
+    recording.add_done_callback(_failed)
+
+
+def _failed(task: asyncio.Task[Any]) -> bool:
+    return task.done() and (task.cancelled() or task.exception() is not None)
+
+
+async def _abort(opening: asyncio.Task[UpstreamAnswer]) -> None:
+    """Stop the engine wherever it got to: cancel the request, or close its answer
+    unread (vLLM aborts a request whose connection closes)."""
+    opening.cancel()
+    with anyio.CancelScope(shield=True):
+        await asyncio.wait((opening,))
+        if not _failed(opening):
+            await opening.result().aclose()
+
+
+async def _record(
+    recording: _Recording, open_upstream: Callable[[], Awaitable[UpstreamAnswer]] | None
+) -> tuple[Appended | None, asyncio.Task[UpstreamAnswer] | None]:
+    """Where the request record went in, once durable, and (given ``open_upstream``)
+    the engine's answer, opened meanwhile, to await only then: a failed record wins over
+    its error. A record that cannot be made durable (it failed, the client left) aborts it."""
+    opening = None
+    try:
+        if open_upstream is not None:
+            await asyncio.sleep(0)  # a record failing at once (no writer) reaches no engine
+            if not _failed(recording):
+                opening = asyncio.ensure_future(open_upstream())
+        return await recording, opening
+    except BaseException:
+        _drop(recording)
+        if opening is not None:
+            await _abort(opening)
+        raise
 
 
 def _observe(
@@ -244,16 +297,21 @@ async def forward(
     else:
         strip_usage = False
     observed = _observe(services, request, context, path, parsed.model, payload)
-    # Fail closed: without a durable request record, nothing is sent.
+    open_upstream = partial(
+        target.open, parsed.model, path, forwarded, request_id=context.request_id,
+        headers=observed.outgoing_headers() if observed is not None else None,
+    )  # fmt: skip
+    # Fail closed: no byte of an answer before the request record is durable; only an
+    # in-house engine (overlaps_audit) starts on the request meanwhile.
     try:
-        request_leaf = await _timed_write_audit(
-            services,
-            audit_record(
-                services, request, context,
-                event=target.request_event, status_code=0, outcome=Outcome.ACCEPTED,
-                content=target.request_content(dialect.request_content(payload)),
-            ),
+        record = audit_record(
+            services, request, context,
+            event=target.request_event, status_code=0, outcome=Outcome.ACCEPTED,
+            content=target.request_content(dialect.request_content(payload)),
         )  # fmt: skip
+        recording = asyncio.get_running_loop().create_task(_timed_write_audit(services, record))
+        overlap = open_upstream if target.overlaps_audit else None
+        request_leaf, opening = await _record(recording, overlap)
     except BaseException:
         if lease is not None:
             await lease.settle(0)
@@ -299,13 +357,7 @@ async def forward(
         )
 
     try:
-        upstream = await target.open(
-            parsed.model,
-            path,
-            forwarded,
-            request_id=context.request_id,
-            headers=observed.outgoing_headers() if observed is not None else None,
-        )
+        upstream = await (opening if opening is not None else open_upstream())
     except ApplianceError as error:
         await finish(Outcome.UPSTREAM_ERROR, None, error.status_code)
         raise

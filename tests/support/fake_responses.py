@@ -149,6 +149,7 @@ async def _stream(payload: dict[str, Any], state: FakeState) -> AsyncIterator[by
         return
     for index, token in enumerate(TOKENS):
         if model == "fake-die" and index == 2:
+            await asyncio.sleep(0.3)  # a while after its first tokens (fake_vllm.py)
             raise RuntimeError("engine died")  # uvicorn drops the connection
         yield event("response.output_text.delta", output_index=0, content_index=0,
                     item_id="msg_fake", delta=token, logprobs=[])  # fmt: skip

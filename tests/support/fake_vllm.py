@@ -301,6 +301,10 @@ def create_fake_vllm(state: FakeState) -> Starlette:
             answer = XSS_TOKENS if model == "fake-xss" else TOKENS
             for index, token in enumerate(answer):
                 if model == "fake-die" and index == 2:
+                    # Dies a while after its first tokens, as an engine between two
+                    # decode steps: the gateway has read them by then (aiohttp drops
+                    # what it buffered once the connection breaks).
+                    await asyncio.sleep(0.3)
                     raise RuntimeError("engine died")  # uvicorn drops the connection
                 yield note(_chunk(model, {"content": token}))
             yield note(_chunk(model, {}, finish="stop"))
