@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,28 +19,9 @@ from appliance.audit.wiring import audit_verifier
 from appliance.config import load_settings
 from appliance.db import create_db_engine, upgrade_database
 from tests.support.fake_vllm import SECRET
+from tests.support.processes import start_serve
 from tests.support.requests import CHAT, auth, chat_body
 from tests.support.servers import free_port
-
-
-def start_gateway(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "serve", "--config", str(config)],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code < 500:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError(f"gateway exited: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("gateway did not start")
 
 
 @pytest.mark.timeout(180)
@@ -69,7 +48,7 @@ def test_sigkill_under_load_then_restart_keeps_the_log_whole(
     key = harness_key_factory(engine, settings)
     log = tmp_path / "gateway.log"
 
-    gateway = start_gateway(config, port, log)
+    gateway = start_serve(config, port, log)
     ok: list[str] = []
     stop = threading.Event()
 
@@ -96,7 +75,7 @@ def test_sigkill_under_load_then_restart_keeps_the_log_whole(
         worker.join(timeout=10)
     assert len(ok) >= 40
 
-    gateway = start_gateway(config, port, log)  # reopens the log after the crash
+    gateway = start_serve(config, port, log)  # reopens the log after the crash
     try:
         r = httpx.post(f"http://127.0.0.1:{port}{CHAT}", json=chat_body(), headers=auth(key))
         assert r.status_code == 200

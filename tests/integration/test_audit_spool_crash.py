@@ -34,7 +34,7 @@ from appliance.gateway.services import utc_now
 from appliance.identity.apikeys import ApiKeyService
 from appliance.keys.deployment import deployment_secrets
 from tests.support.fake_vllm import SECRET
-from tests.support.processes import REPO, wait_until_answering
+from tests.support.processes import REPO, start_serve
 from tests.support.requests import CHAT, auth, chat_body
 from tests.support.servers import free_port
 
@@ -75,16 +75,6 @@ def _key(engine: Engine, settings: Settings) -> str:
         name="load", owner="tester", roles=["appliance-user"], models=None, now=utc_now()
     )
     return created.secret
-
-
-def _start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "serve", "--config", str(config)],
-        cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    wait_until_answering(f"http://127.0.0.1:{port}/healthz", process, log)
-    return process
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -146,7 +136,7 @@ def test_fifty_sigkills_under_load_leave_every_answer_recorded(
     chooser = random.Random(int(os.environ.get("APPLIANCE_TEST_SEED", "15")))
     try:
         for _kill in range(KILLS):
-            gateway = _start(config, port, log)
+            gateway = start_serve(config, port, log)
             time.sleep(chooser.uniform(0.02, 0.5))  # a random point under load
             os.kill(gateway.pid, signal.SIGKILL)
             gateway.wait(timeout=10)
@@ -156,7 +146,7 @@ def test_fifty_sigkills_under_load_leave_every_answer_recorded(
             thread.join(timeout=10)
     assert len(answered) >= KILLS  # the load really ran between the kills
 
-    gateway = _start(config, port, log)  # replays what the last kill left spooled
+    gateway = start_serve(config, port, log)  # replays what the last kill left spooled
     try:
         response = httpx.post(
             f"http://127.0.0.1:{port}{CHAT}", json=chat_body(), headers=auth(key), timeout=10
@@ -181,7 +171,7 @@ def test_two_workers_on_sqlite_spool_in_two_slots_and_lose_nothing(
     engine = create_db_engine(settings.database_url)
     upgrade_database(engine)
     key = _key(engine, settings)
-    gateway = _start(config, port, tmp_path / "gateway.log")
+    gateway = start_serve(config, port, tmp_path / "gateway.log")
     answered: list[str] = []
 
     def load() -> None:
@@ -219,7 +209,7 @@ def _mount_tmpfs(path: Path, size: str) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_a_full_spool_refuses_with_503_and_recovers_and_a_read_only_one_stops_the_start(
+def test_a_full_spool_refuses_with_503_and_recovers_and_a_read_only_one_stops_thestart_serve(
     tmp_path: Path, fake_vllm: tuple[str, object]
 ) -> None:
     url, _state = fake_vllm
@@ -231,7 +221,7 @@ def test_a_full_spool_refuses_with_503_and_recovers_and_a_read_only_one_stops_th
         upgrade_database(engine)
         key = _key(engine, settings)
         log = tmp_path / "gateway.log"
-        gateway = _start(config, port, log)
+        gateway = start_serve(config, port, log)
         answered: list[str] = []
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["HOOKED_SERVE", "appliance_serve", "fake_vllm_process", "wait_until_answering"]
+__all__ = [
+    "HOOKED_SERVE",
+    "appliance_serve",
+    "fake_vllm_process",
+    "start_serve",
+    "wait_until_answering",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,3 +116,16 @@ def appliance_serve(
         yield url
     finally:
         _stop(process)
+
+
+def start_serve(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``appliance serve --config CONFIG`` once it answers, for a test that kills it
+    (:func:`appliance_serve` stops it for you). The environment's APPLIANCE_* settings
+    are left out: the file decides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "serve", "--config", str(config)],
+        cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    wait_until_answering(f"http://127.0.0.1:{port}/healthz", process, log)
+    return process
