@@ -209,7 +209,7 @@ def _mount_tmpfs(path: Path, size: str) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_a_full_spool_refuses_with_503_and_recovers_and_a_read_only_one_stops_thestart_serve(
+def test_a_full_spool_refuses_with_503_and_recovers_and_a_read_only_one_stops_the_start(
     tmp_path: Path, fake_vllm: tuple[str, object]
 ) -> None:
     url, _state = fake_vllm
