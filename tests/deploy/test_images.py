@@ -19,8 +19,10 @@ with ``APPLIANCE_TEST_IMAGES=1`` (build into dist/images, as ``make image`` does
 root, Debian's podman, runc, mmdebstrap, umoci and skopeo (``make install`` installs
 them where it can) and helm-python-sdk (a dev extra). The build runs with the lock
 fallback on (IMAGE_LOCK_FALLBACK=1 unless set): a point release that drops a pinned
-Debian version must not stop CI; images.json records it. The VM-specific podman
-settings live in tests/deploy/containers.conf.
+Debian version must not stop CI; images.json records it. The build starts in the
+background as soon as collection ends (tests/deploy/image_build.py), so in a full run it
+is done by the time this module's turn comes. The VM-specific podman settings live in
+tests/deploy/containers.conf.
 
 The ``openai`` client is not in the gateway image (the image carries the appliance and
 its dependencies only): the test copies it and the dependencies the image lacks from
@@ -34,7 +36,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -46,10 +47,17 @@ import pytest
 
 from appliance.modelstore import prepare_dev_model
 from tests.deploy.helm_render import base_values, merge, plan_values, render
+from tests.deploy.image_build import (
+    IMAGE_BUILD,
+    IMAGES_DIR,
+    MODE,
+    build_wanted,
+    start_image_build,
+    tools_missing,
+)
 from tests.deploy.podman_harness import Podman, copy_distributions, kube_run_args
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES_DIR = ROOT / "dist" / "images"
 DEV_MODEL_DIR = ROOT / ".data" / "models" / "smollm2-135m-instruct"
 SERVED_NAME = "smollm2-135m-instruct"
 UID = 10001  # the images' own user (the gateway runs as it)
@@ -57,7 +65,6 @@ ENGINE_KEY = "image-test-engine-key"
 ENGINE_CLI = "appliance.engine.vllm_cli"
 # The gateway listens on 8000 in the same pod; its default upstream is 127.0.0.1:8100.
 ENGINE_PORT = 8100
-MODE = os.environ.get("APPLIANCE_TEST_IMAGES", "")
 ENGINE_START_TIMEOUT_S = 900
 
 pytestmark = [
@@ -93,9 +100,7 @@ def _reference(entry: dict[str, object]) -> str:
 
 
 def _require_tools() -> None:
-    missing = [
-        t for t in ("podman", "runc", "mmdebstrap", "umoci", "skopeo") if not shutil.which(t)
-    ]
+    missing = tools_missing()
     if missing or os.geteuid() != 0:
         pytest.fail(
             f"APPLIANCE_TEST_IMAGES={MODE} but missing {missing or ''}"
@@ -104,18 +109,21 @@ def _require_tools() -> None:
 
 
 @pytest.fixture(scope="module")
-def built_images() -> dict[str, dict[str, object]]:
+def built_images(request: pytest.FixtureRequest) -> dict[str, dict[str, object]]:
     _require_tools()
     index = IMAGES_DIR / "images.json"
-    if MODE == "1" or not index.exists():
-        started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "build_images.py")],
-            cwd=ROOT, capture_output=True, text=True, timeout=2400,
-            env={"IMAGE_LOCK_FALLBACK": "1", **os.environ},
-        )  # fmt: skip
+    # Usually started when collection ended (tests/deploy/conftest.py), so only the rest
+    # of it is waited for here.
+    build = request.config.stash.get(IMAGE_BUILD, None)
+    if build is None and build_wanted():
+        build = request.config.stash[IMAGE_BUILD] = start_image_build()
+    if build is not None:
+        done = build.result()
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
-        print(f"\nmake image: {time.monotonic() - started:.0f} s\n{done.stdout[-800:]}")
+        print(
+            f"\nmake image: {done.build_s:.0f} s, {done.waited_s:.0f} s of it waited for here"
+            f"\n{done.stdout[-800:]}"
+        )
         if "!! WARNING" in done.stderr:  # the lock fallback re-resolved an image
             print(done.stderr[-3000:])
     entries = json.loads(index.read_text())["images"]
