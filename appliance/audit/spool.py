@@ -346,10 +346,20 @@ def spooled_records(directory: Path) -> Iterator[AuditRecord]:
             yield from _records_in(path)
 
 
-def unsealable_records(directory: Path) -> list[AuditRecord]:
-    """Records the drainer could not seal and kept aside (:meth:`Spool.quarantine`)."""
+def unsealable_records(directory: Path) -> list[AuditRecord | None]:
+    """What the drainer kept aside (:meth:`Spool.quarantine`): each record, or None for
+    a frame that does not read back as one."""
     path = directory / "unsealable.seg"
-    return list(_records_in(path)) if path.is_file() else []
+    if not path.is_file():
+        return []
+    frames, _stop, _corrupt = read_frames(path.read_bytes())
+    kept: list[AuditRecord | None] = []
+    for frame in frames:
+        try:
+            kept.append(decode_record(frame.payload))
+        except (ValueError, KeyError, TypeError):
+            kept.append(None)
+    return kept
 
 
 def _records_in(path: Path) -> Iterator[AuditRecord]:

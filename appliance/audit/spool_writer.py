@@ -173,37 +173,50 @@ class SpoolingWriter:
     async def _drain_loop(self) -> None:
         retry_s = _RETRY_FIRST_S
         while True:
-            frames = await anyio.to_thread.run_sync(self._read)
-            if not frames:
-                self._written.clear()
-                try:
-                    await asyncio.wait_for(self._written.wait(), self._interval_s)
-                except TimeoutError:
-                    await self._cover_tail()
-                continue
+            # Cleared before reading: a write that lands meanwhile leaves it set, so
+            # the wait below returns at once instead of missing that write.
+            self._written.clear()
             try:
-                await anyio.to_thread.run_sync(self._seal, frames)
+                frames = await anyio.to_thread.run_sync(self._read)
+                if frames:
+                    await anyio.to_thread.run_sync(self._seal, frames)
             except Exception as exc:
                 self.drain_failures += 1
                 logger.error(
-                    "sealing %d spooled audit records failed (%s: %s); they stay in the "
+                    "sealing spooled audit records failed (%s: %s); they stay in the "
                     "spool, retrying in %.2f s",
-                    len(frames), type(exc).__name__, exc, retry_s,
+                    type(exc).__name__, exc, retry_s,
                 )  # fmt: skip
                 await asyncio.sleep(retry_s)
                 retry_s = min(retry_s * 2, _RETRY_MAX_S)
                 continue
             self.drain_failures = 0
             retry_s = _RETRY_FIRST_S
+            if not frames:
+                try:
+                    await asyncio.wait_for(self._written.wait(), self._interval_s)
+                except TimeoutError:
+                    await self._cover_tail()
 
     def _read(self) -> list[Frame]:
         with self._spool_lock:
             return self._spool.read(self._drain_records)
 
     def _seal(self, frames: list[Frame]) -> None:
-        records = [decode_record(frame.payload) for frame in frames]
+        readable: list[Frame] = []
+        records: list[AuditRecord] = []
+        unreadable: list[Frame] = []
+        for frame in frames:
+            # A frame whose checksum holds always decodes, unless the code that wrote
+            # it differs: never let one such frame stop the drain, keep it aside.
+            try:
+                records.append(decode_record(frame.payload))
+            except (ValueError, KeyError, TypeError):
+                unreadable.append(frame)
+            else:
+                readable.append(frame)
         try:
-            results = self._log.append_each(records, skip_recorded=True)
+            results = self._log.append_each(records, skip_recorded=True) if records else []
         except Exception as exc:
             if len(records) == 1 or not may_be_one_record(exc):
                 raise
@@ -218,12 +231,18 @@ class SpoolingWriter:
                     results.append(RecordRejected(str(single)))
         refused = [
             (frame, record, result)
-            for frame, record, result in zip(frames, records, results, strict=True)
+            for frame, record, result in zip(readable, records, results, strict=True)
             if isinstance(result, RecordRejected)
         ]
         with self._spool_lock:
+            # Not expected (records are checked when spooled): kept aside, not lost.
+            if unreadable:
+                kept = self._spool.quarantine([frame.payload for frame in unreadable])
+                logger.critical(
+                    "%d spooled audit records could not be read back; kept in %s",
+                    len(unreadable), kept,
+                )  # fmt: skip
             if refused:
-                # Checked when it was spooled, so not expected: kept aside, not lost.
                 kept = self._spool.quarantine([frame.payload for frame, _r, _e in refused])
                 for _frame, record, error in refused:
                     logger.critical(

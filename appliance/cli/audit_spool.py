@@ -32,7 +32,7 @@ def spool_report(settings: Settings, store: SqlAuditStore) -> SpoolReport | None
     ids = [record.record_id for record in spooled_records(directory)]
     with store.engine.connect() as connection:
         sealed = SqlAuditStore.recorded_ids_in(connection, ids)
-    kept = [r for r in unsealable_records(directory) if r.record_id not in sealed]
+    kept = [r for r in unsealable_records(directory) if r is None or r.record_id not in sealed]
     return SpoolReport(directory, len(set(ids) - sealed), len(kept))
 
 

@@ -185,3 +185,26 @@ def test_a_checkpoint_covers_the_drained_records_when_the_log_goes_idle(
         await writer.stop()
 
     asyncio.run(main())
+
+
+def test_a_frame_that_does_not_read_back_is_kept_aside_and_the_drain_goes_on(
+    migrated_engine: Engine, signer: NoteSigner, master_key: bytes, tmp_path: Path
+) -> None:
+    from appliance.audit.spool import unsealable_records
+
+    log = build_log(migrated_engine, signer=signer, master_key=master_key)
+    before, after = make_record("before"), make_record("after")
+    spool = Spool(tmp_path)
+    spool.open()
+    spool.append([encode_record(before), b'{"not": "a record"}', encode_record(after)])
+    spool.close()
+
+    async def main() -> None:
+        writer = _writer(log, tmp_path)
+        await writer.start()
+        await writer.wait_drained()
+        await writer.stop()
+
+    asyncio.run(main())
+    assert sorted(r.request_id for r in log.store.latest(10)) == ["after", "before"]
+    assert unsealable_records(tmp_path) == [None]
