@@ -113,7 +113,14 @@ def test_requests_go_on_while_the_database_is_away_and_are_sealed_after(
     assert sorted(_ids(log)) == sorted(r.record_id for r in records)
 
 
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")],
+    ids=["disk-full", "read-only"],
+)
 def test_a_spool_that_cannot_write_fails_the_caller_and_recovers(
+    code: int,
+    message: str,
     migrated_engine: Engine,
     signer: NoteSigner,
     master_key: bytes,
@@ -125,15 +132,15 @@ def test_a_spool_that_cannot_write_fails_the_caller_and_recovers(
     log = build_log(migrated_engine, signer=signer, master_key=master_key)
     real_write = module.os.write
 
-    def full(fd: int, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def failing(fd: int, data: bytes) -> int:
+        raise OSError(code, message)
 
     async def main() -> None:
         writer = _writer(log, tmp_path)
         await writer.start()
         await writer.append(make_record("before"))
-        monkeypatch.setattr(module.os, "write", full)
-        with pytest.raises(OSError, match="No space"):
+        monkeypatch.setattr(module.os, "write", failing)
+        with pytest.raises(OSError, match=message):
             await writer.append(make_record("refused"))
         monkeypatch.setattr(module.os, "write", real_write)
         await writer.append(make_record("after"))
