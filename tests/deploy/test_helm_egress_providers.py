@@ -76,7 +76,8 @@ def _manifests(values: dict[str, Any], chart_dir: Path = CHART) -> dict[str, str
 def _chart_without_provider_rules(tmp: Path) -> Path:
     """A copy of the chart as it was before providers: the range over
     config.external_providers taken out of the gateway's NetworkPolicy, the provider
-    Secrets' mounts and volumes out of its Deployment."""
+    Secrets' mounts and volumes out of the gateway's pod template (shared by its
+    Deployment and, with the audit spool, its StatefulSet)."""
     copy = tmp / "appliance"
     shutil.copytree(CHART, copy)
     policy = copy / "templates/networkpolicy/gateway.yaml"
@@ -86,15 +87,15 @@ def _chart_without_provider_rules(tmp: Path) -> Path:
     )
     assert block is not None, "the provider range moved: update this test"
     policy.write_text(text.replace(block.group(0), ""), encoding="utf-8")
-    deployment = copy / "templates/gateway/deployment.yaml"
-    text = deployment.read_text(encoding="utf-8")
+    pod = copy / "templates/gateway/_pod.tpl"
+    text = pod.read_text(encoding="utf-8")
     blocks = re.findall(
         r"\n *\{\{- with include \"appliance\.gateway\.providerSecret.*?\{\{- end \}\}", text, re.S
     )
     assert len(blocks) == 2, "the provider Secrets' mount or volume moved: update this test"
     for found in blocks:
         text = text.replace(found, "")
-    deployment.write_text(text, encoding="utf-8")
+    pod.write_text(text, encoding="utf-8")
     return copy
 
 
