@@ -115,13 +115,13 @@ class Frame:
     end: int
 
 
-def read_frames(data: bytes, start: int = 0) -> tuple[list[Frame], int, bool]:
-    """The whole frames in ``data`` from ``start``; the offset where reading stopped;
+def read_frames(data: bytes) -> tuple[list[Frame], int, bool]:
+    """The whole frames in ``data``; the offset where reading stopped;
     and whether it stopped at corruption rather than at a torn tail. A write cut short
     leaves a frame that runs past the end of the data (or zeros); a frame that fails
     its checksum with bytes after it, or an impossible length, is corruption."""
     frames: list[Frame] = []
-    offset = start
+    offset = 0
     corrupt = False
     while offset + _HEADER.size <= len(data):
         length, crc = _HEADER.unpack_from(data, offset)
